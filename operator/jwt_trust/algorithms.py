@@ -1,0 +1,175 @@
+"""The algorithm table: every JWS ``alg`` we sign or verify, and exactly how.
+
+Why a table of our own instead of trusting a library's defaults: JWS algorithm confusion is the classic
+JWT vulnerability, so each ``alg`` here is bound to one key type, one curve (or a minimum RSA size), one
+hash and one signature encoding, and nothing else verifies. Guarantees:
+
+- :meth:`Algorithm.verify` never raises for a bad signature or a key of the wrong type: it returns
+  ``False``. It only returns ``True`` when the key fits the algorithm (:meth:`Algorithm.fits`) and the
+  signature checks out.
+- ECDSA signatures are the JWS form (RFC 7518 §3.4): fixed-length ``R || S``. DER is never accepted, and
+  ``r``/``s`` outside ``[1, n-1]`` are rejected before any curve arithmetic.
+- RSA keys below 2048 bits never fit. ``PS256`` uses MGF1-SHA-256 with a 32-byte salt (the digest length,
+  as RFC 7518 §3.5 requires), both when signing and verifying.
+- ``Ed25519`` (the RFC 9864 name) behaves exactly like ``EdDSA`` restricted to Ed25519, which is the only
+  EdDSA curve we support.
+
+Padding and hash objects are created once at import: verification is the hot path of every workload.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeAlias
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+PrivateKey: TypeAlias = Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+PublicKey: TypeAlias = Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
+
+MIN_RSA_BITS = 2048
+
+
+@dataclass(frozen=True)
+class EcCurve:
+    """The parameters of a JOSE curve name that both signing and key parsing need."""
+
+    name: str  # the JOSE name, e.g. "P-256"
+    curve: type[ec.EllipticCurve]
+    coordinate_size: int  # bytes of x, y, r and s
+    prime: int  # the field prime p: coordinates must be < p
+    order: int  # the group order n: r and s must be in [1, n-1]
+
+
+EC_CURVES: Mapping[str, EcCurve] = types.MappingProxyType(
+    {
+        "P-256": EcCurve(
+            name="P-256",
+            curve=ec.SECP256R1,
+            coordinate_size=32,
+            prime=2**256 - 2**224 + 2**192 + 2**96 - 1,
+            order=0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+        ),
+        "P-384": EcCurve(
+            name="P-384",
+            curve=ec.SECP384R1,
+            coordinate_size=48,
+            prime=2**384 - 2**128 - 2**96 + 2**32 - 1,
+            order=int(
+                "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF581A0DB248B0A77AECEC196ACCC52973",
+                16,
+            ),
+        ),
+    }
+)
+
+_SHA256 = hashes.SHA256()
+_ECDSA_SCHEMES: Mapping[str, ec.ECDSA] = {
+    "ES256": ec.ECDSA(hashes.SHA256()),
+    "ES384": ec.ECDSA(hashes.SHA384()),
+}
+_RSA_PADDINGS: Mapping[str, padding.AsymmetricPadding] = {
+    "RS256": padding.PKCS1v15(),
+    # RFC 7518 §3.5: the salt is as long as the hash output.
+    "PS256": padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32),
+}
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One JWS algorithm: which keys fit it and how it signs and verifies."""
+
+    name: str
+    kty: str  # "OKP" | "EC" | "RSA"
+    crv: str | None  # "Ed25519", "P-256", "P-384", or None for RSA
+    signature_size: int | None  # fixed signature length in bytes; None for RSA (the modulus size)
+
+    def fits(self, public_key: object) -> bool:
+        """Whether ``public_key`` is the key type (and curve, and size) this algorithm requires."""
+        if self.kty == "OKP":
+            return isinstance(public_key, Ed25519PublicKey)
+        if self.kty == "EC":
+            return isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(
+                public_key.curve, EC_CURVES[self.crv or ""].curve
+            )
+        return isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size >= MIN_RSA_BITS
+
+    def sign(self, private_key: PrivateKey, data: bytes) -> bytes:
+        """Sign ``data``; raises ValueError if the key does not fit this algorithm."""
+        if not self.fits(private_key.public_key()):
+            raise ValueError(f"the private key does not fit algorithm {self.name}")
+        if isinstance(private_key, Ed25519PrivateKey):
+            return private_key.sign(data)
+        if isinstance(private_key, ec.EllipticCurvePrivateKey):
+            der = private_key.sign(data, _ECDSA_SCHEMES[self.name])
+            r, s = decode_dss_signature(der)
+            half = EC_CURVES[self.crv or ""].coordinate_size
+            return r.to_bytes(half, "big") + s.to_bytes(half, "big")
+        return private_key.sign(data, _RSA_PADDINGS[self.name], _SHA256)
+
+    def verify(self, public_key: object, signature: bytes, data: bytes) -> bool:
+        """True only if ``signature`` over ``data`` is valid for this algorithm and ``public_key``."""
+        if not self.fits(public_key):
+            return False
+        try:
+            if isinstance(public_key, Ed25519PublicKey):
+                if len(signature) != 64:
+                    return False
+                public_key.verify(signature, data)
+                return True
+            if isinstance(public_key, ec.EllipticCurvePublicKey):
+                der = self._raw_to_der(signature)
+                if der is None:
+                    return False
+                public_key.verify(der, data, _ECDSA_SCHEMES[self.name])
+                return True
+            if isinstance(public_key, rsa.RSAPublicKey):
+                public_key.verify(signature, data, _RSA_PADDINGS[self.name], _SHA256)
+                return True
+        except (InvalidSignature, ValueError):
+            return False
+        return False
+
+    def _raw_to_der(self, signature: bytes) -> bytes | None:
+        """JWS ``R || S`` to the DER form cryptography wants, or None if it cannot be a valid signature."""
+        if len(signature) != self.signature_size:
+            return None
+        curve = EC_CURVES[self.crv or ""]
+        half = curve.coordinate_size
+        r = int.from_bytes(signature[:half], "big")
+        s = int.from_bytes(signature[half:], "big")
+        # A zero or out-of-range r/s is never valid; rejecting it here also keeps "psychic signature"
+        # style bugs (CVE-2022-21449) out whatever the backend does.
+        if not (0 < r < curve.order and 0 < s < curve.order):
+            return None
+        return encode_dss_signature(r, s)
+
+
+_EDDSA = Algorithm(name="EdDSA", kty="OKP", crv="Ed25519", signature_size=64)
+
+ALGORITHMS: Mapping[str, Algorithm] = types.MappingProxyType(
+    {
+        "EdDSA": _EDDSA,
+        # RFC 9864 fully-specified name; same behaviour, but tokens carry it under its own name.
+        "Ed25519": Algorithm(name="Ed25519", kty="OKP", crv="Ed25519", signature_size=64),
+        "ES256": Algorithm(name="ES256", kty="EC", crv="P-256", signature_size=64),
+        "ES384": Algorithm(name="ES384", kty="EC", crv="P-384", signature_size=96),
+        "PS256": Algorithm(name="PS256", kty="RSA", crv=None, signature_size=None),
+        "RS256": Algorithm(name="RS256", kty="RSA", crv=None, signature_size=None),
+    }
+)
+
+
+def normalise_algorithm(name: str) -> str:
+    """The canonical name of ``name`` (``Ed25519`` -> ``EdDSA``); ValueError if we do not support it."""
+    if name == "Ed25519":
+        return _EDDSA.name
+    if name in ALGORITHMS:
+        return name
+    raise ValueError(f"unsupported algorithm {name!r}; supported: {', '.join(sorted(ALGORITHMS))}")

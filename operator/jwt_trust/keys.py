@@ -1,0 +1,248 @@
+"""Keys: generation, PEM storage, public JWK export and strict JWK import, and the RFC 7638 ``kid``.
+
+Why it exists: every key that crosses a trust boundary goes through here, so this is where we refuse
+anything odd. Guarantees:
+
+- :func:`public_jwk` emits only public members, plus ``kid`` (the RFC 7638 SHA-256 thumbprint), ``alg``
+  and ``use: "sig"``.
+- :func:`public_key_from_jwk` accepts only Ed25519 (``OKP``), P-256/P-384 (``EC``, point on the curve,
+  coordinates of exactly the curve's length) and RSA (>= 2048 bits, odd ``e`` > 1), and refuses a JWK that
+  carries any private member: a leaked private key in a JWKS is a bug we want to see, not use.
+- base64url is strict both ways: no padding, no ``+``/``/``, no whitespace, no non-zero trailing bits, so
+  one byte string has exactly one accepted encoding.
+- Errors are :class:`~jwt_trust.errors.InvalidKey` (or ValueError for bad arguments) and their messages
+  never contain key material.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .algorithms import ALGORITHMS, EC_CURVES, MIN_RSA_BITS, PrivateKey, PublicKey
+from .errors import InvalidKey
+
+__all__ = [
+    "PrivateKey",
+    "PublicKey",
+    "b64url_decode",
+    "b64url_encode",
+    "generate_private_key",
+    "private_key_from_pem",
+    "private_key_to_pem",
+    "public_jwk",
+    "public_key_from_jwk",
+    "thumbprint",
+]
+
+RSA_SIZES = frozenset({2048, 3072, 4096})
+# Far above anything real; stops a hostile JWKS from making us do arithmetic on huge moduli.
+MAX_RSA_BITS = 16384
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+# RFC 7638 §3.2: the members that define each key type, and only those, go into the thumbprint.
+THUMBPRINT_MEMBERS: Mapping[str, tuple[str, ...]] = {
+    "OKP": ("crv", "kty", "x"),
+    "EC": ("crv", "kty", "x", "y"),
+    "RSA": ("e", "kty", "n"),
+}
+
+# --- base64url ----------------------------------------------------------------------------------
+
+_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+
+
+def b64url_encode(data: bytes) -> str:
+    """base64url without padding (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode unpadded base64url, refusing every non-canonical form; raises ValueError."""
+    if not isinstance(text, str) or _B64URL_RE.fullmatch(text) is None:
+        raise ValueError("not base64url: only A-Z a-z 0-9 - _ are allowed, without padding")
+    remainder = len(text) % 4
+    if remainder == 1:
+        raise ValueError("not base64url: impossible length")
+    # The last character of a 2- or 3-character group carries 4 or 2 bits that encode nothing; they
+    # must be zero, or two different strings would decode to the same bytes.
+    if remainder:
+        unused_bits_mask = 0x0F if remainder == 2 else 0x03
+        if _B64URL_ALPHABET.index(text[-1]) & unused_bits_mask:
+            raise ValueError("not base64url: non-zero trailing bits")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+# --- thumbprint and public JWK ------------------------------------------------------------------
+
+
+def thumbprint(jwk: Mapping[str, object]) -> str:
+    """The RFC 7638 SHA-256 thumbprint of ``jwk``, base64url without padding (our ``kid``)."""
+    kty = jwk.get("kty")
+    if not isinstance(kty, str) or kty not in THUMBPRINT_MEMBERS:
+        raise InvalidKey("cannot compute a thumbprint: kty must be OKP, EC or RSA")
+    required: dict[str, str] = {}
+    for member in THUMBPRINT_MEMBERS[kty]:
+        value = jwk.get(member)
+        if not isinstance(value, str):
+            raise InvalidKey(f"cannot compute a thumbprint: member {member!r} missing or not a string")
+        required[member] = value
+    canonical = json.dumps(required, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return b64url_encode(hashlib.sha256(canonical.encode("utf-8")).digest())
+
+
+def _uint_to_b64url(value: int) -> str:
+    """RFC 7518 §2 Base64urlUInt: big-endian, minimum number of octets."""
+    return b64url_encode(value.to_bytes(max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def public_jwk(key: PrivateKey | PublicKey, alg: str) -> dict[str, str]:
+    """The public JWK of ``key`` for algorithm ``alg``, with ``kid``, ``alg`` and ``use: "sig"``.
+
+    ``alg`` is written as given (``Ed25519`` stays ``Ed25519``); the caller normalises beforehand if it
+    wants the canonical name. Raises ValueError for an unknown ``alg`` and InvalidKey if the key does
+    not fit it.
+    """
+    if alg not in ALGORITHMS:
+        raise ValueError(f"unsupported algorithm {alg!r}")
+    public: PublicKey
+    if isinstance(key, Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        public = key.public_key()
+    else:
+        public = key
+    if not ALGORITHMS[alg].fits(public):
+        raise InvalidKey(f"the key does not fit algorithm {alg}")
+    jwk: dict[str, str]
+    if isinstance(public, Ed25519PublicKey):
+        raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        jwk = {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)}
+    elif isinstance(public, ec.EllipticCurvePublicKey):
+        curve = EC_CURVES[ALGORITHMS[alg].crv or ""]
+        numbers = public.public_numbers()
+        jwk = {
+            "kty": "EC",
+            "crv": curve.name,
+            "x": b64url_encode(numbers.x.to_bytes(curve.coordinate_size, "big")),
+            "y": b64url_encode(numbers.y.to_bytes(curve.coordinate_size, "big")),
+        }
+    else:
+        rsa_numbers = public.public_numbers()
+        jwk = {"kty": "RSA", "n": _uint_to_b64url(rsa_numbers.n), "e": _uint_to_b64url(rsa_numbers.e)}
+    jwk["kid"] = thumbprint(jwk)
+    jwk["alg"] = alg
+    jwk["use"] = "sig"
+    return jwk
+
+
+# --- JWK import ---------------------------------------------------------------------------------
+
+
+def _member_bytes(jwk: Mapping[str, object], member: str) -> bytes:
+    value = jwk.get(member)
+    if not isinstance(value, str):
+        raise InvalidKey(f"JWK member {member!r} is missing or not a string")
+    try:
+        return b64url_decode(value)
+    except ValueError:
+        raise InvalidKey(f"JWK member {member!r} is not strict base64url") from None
+
+
+def public_key_from_jwk(jwk: Mapping[str, object]) -> PublicKey:
+    """The public key of a JWK, refusing anything we do not fully support; raises InvalidKey.
+
+    Only key material is checked here; ``alg``, ``use`` and ``kid`` are the caller's policy.
+    RSA ``n``/``e`` with a redundant leading zero octet are tolerated (the value is unambiguous and
+    some producers emit it).
+    """
+    if not isinstance(jwk, Mapping):
+        raise InvalidKey("a JWK must be a JSON object")
+    carried = PRIVATE_MEMBERS.intersection(jwk)
+    if carried:
+        raise InvalidKey(f"the JWK carries private members {sorted(carried)}; refusing it")
+    kty = jwk.get("kty")
+    if kty == "OKP":
+        if jwk.get("crv") != "Ed25519":
+            raise InvalidKey("OKP keys must have crv Ed25519")
+        x = _member_bytes(jwk, "x")
+        if len(x) != 32:
+            raise InvalidKey("an Ed25519 public key is exactly 32 bytes")
+        return Ed25519PublicKey.from_public_bytes(x)
+    if kty == "EC":
+        crv = jwk.get("crv")
+        if not isinstance(crv, str) or crv not in EC_CURVES:
+            raise InvalidKey("EC keys must have crv P-256 or P-384")
+        curve = EC_CURVES[crv]
+        x_bytes, y_bytes = _member_bytes(jwk, "x"), _member_bytes(jwk, "y")
+        if len(x_bytes) != curve.coordinate_size or len(y_bytes) != curve.coordinate_size:
+            raise InvalidKey(f"{crv} coordinates must be exactly {curve.coordinate_size} bytes")
+        x_int, y_int = int.from_bytes(x_bytes, "big"), int.from_bytes(y_bytes, "big")
+        if x_int >= curve.prime or y_int >= curve.prime:
+            raise InvalidKey(f"the point is not on {crv}")
+        try:
+            return ec.EllipticCurvePublicNumbers(x_int, y_int, curve.curve()).public_key()
+        except ValueError:
+            raise InvalidKey(f"the point is not on {crv}") from None
+    if kty == "RSA":
+        n = int.from_bytes(_member_bytes(jwk, "n"), "big")
+        e = int.from_bytes(_member_bytes(jwk, "e"), "big")
+        if not MIN_RSA_BITS <= n.bit_length() <= MAX_RSA_BITS:
+            raise InvalidKey(f"RSA modulus must be {MIN_RSA_BITS} to {MAX_RSA_BITS} bits")
+        if e <= 1 or e % 2 == 0 or e >= n:
+            raise InvalidKey("RSA public exponent must be odd, greater than 1 and less than n")
+        try:
+            return rsa.RSAPublicNumbers(e, n).public_key()
+        except ValueError:
+            raise InvalidKey("invalid RSA public key") from None
+    raise InvalidKey("unsupported kty; expected OKP, EC or RSA")
+
+
+# --- generation and PEM -------------------------------------------------------------------------
+
+
+def generate_private_key(alg: str, *, rsa_bits: int = 3072) -> PrivateKey:
+    """A fresh private key for ``alg``; ValueError for an unknown ``alg`` or an RSA size we do not offer."""
+    if alg not in ALGORITHMS:
+        raise ValueError(f"unsupported algorithm {alg!r}")
+    if rsa_bits not in RSA_SIZES:
+        raise ValueError(f"rsa_bits must be one of {sorted(RSA_SIZES)}")
+    algorithm = ALGORITHMS[alg]
+    if algorithm.kty == "OKP":
+        return Ed25519PrivateKey.generate()
+    if algorithm.kty == "EC":
+        return ec.generate_private_key(EC_CURVES[algorithm.crv or ""].curve())
+    return rsa.generate_private_key(public_exponent=65537, key_size=rsa_bits)
+
+
+def private_key_to_pem(key: PrivateKey) -> bytes:
+    """PKCS#8 PEM, unencrypted (the Secret holding it is the protection)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def private_key_from_pem(pem: bytes) -> PrivateKey:
+    """Load an unencrypted PEM private key of a type we support; raises InvalidKey."""
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        # `from None`: the underlying error could describe the PEM's content.
+        raise InvalidKey("not a readable unencrypted PEM private key") from None
+    if isinstance(key, Ed25519PrivateKey):
+        return key
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if not any(isinstance(key.curve, curve.curve) for curve in EC_CURVES.values()):
+            raise InvalidKey("EC private key is not on P-256 or P-384")
+        return key
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise InvalidKey(f"RSA private key is smaller than {MIN_RSA_BITS} bits")
+        return key
+    raise InvalidKey("unsupported private key type; expected Ed25519, EC or RSA")

@@ -1,0 +1,288 @@
+"""The key rotation plan: a pure function from (now, persisted key records, spec) to the desired keys.
+
+It exists so that the one rule the whole product rests on (DESIGN.md §3) lives in one small place that
+can be property-tested without a cluster: every token minted by a signer whose copy of the Secret is at
+most P old verifies, until ``exp + leeway``, against every verifier copy of the JWKS that is at most P old.
+
+How the plan guarantees it:
+
+* a key activates no earlier than ``P + M`` after it was published everywhere (``published_at``), so
+  every verifier copy has it before any token signed with it exists;
+* every timestamp that changes what a signer does (``activates_at``, ``retires_at``) is written at least
+  ``P + M`` before it is reached, so a signer's stale copy of the Secret never matters;
+* a retired key stays published for ``P + T + S + M`` after it retires;
+* timestamps are only ever filled in (``None`` → value), never moved, and are computed from
+  ``max(now, latest event already recorded)`` so a clock stepping backwards cannot pull them earlier.
+
+The module has no I/O and reads no clock: the caller passes ``now``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+KeyState = Literal["pending", "next", "active", "retired"]
+OnRevoke = Literal["Immediate", "Pause"]
+
+MAX_KEYS = 5
+"""Never more keys than this are kept (and so published); steady state is 3."""
+
+_UNITS = {"h": 3600, "m": 60, "s": 1}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|h|m|s)")
+
+
+def parse_duration(text: str) -> int:
+    """Parse a Go-style duration (``90s``, ``5m``, ``1h30m``) into whole seconds.
+
+    Sub-second units are accepted only when the total is a whole number of seconds (``1500ms`` is
+    refused, ``2000ms`` is 2). Negative durations, bare numbers and unknown units are refused.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"duration must be a string, not {type(text).__name__}")
+    s = text.strip()
+    if not s:
+        raise ValueError("empty duration")
+    if s == "0":
+        return 0
+    pos = 0
+    total_ns = 0
+    sub_ns = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000}
+    while pos < len(s):
+        match = _DURATION_PART.match(s, pos)
+        if match is None:
+            raise ValueError(f"invalid duration {text!r}: expected e.g. '90s', '5m', '1h30m'")
+        number, unit = match.group(1), match.group(2)
+        scale = _UNITS[unit] * 1_000_000_000 if unit in _UNITS else sub_ns[unit]
+        whole, _, frac = number.partition(".")
+        part = int(whole) * scale
+        if frac:
+            part += int(frac) * scale // (10 ** len(frac))
+            if int(frac) * scale % (10 ** len(frac)):
+                raise ValueError(f"invalid duration {text!r}: finer than a nanosecond")
+        total_ns += part
+        pos = match.end()
+    if total_ns % 1_000_000_000:
+        raise ValueError(f"invalid duration {text!r}: must be a whole number of seconds")
+    return total_ns // 1_000_000_000
+
+
+def format_duration(seconds: int) -> str:
+    """Format seconds the way Go prints a duration, without zero parts: 5400 → ``1h30m``, 0 → ``0s``."""
+    if seconds < 0:
+        raise ValueError("duration must not be negative")
+    if seconds == 0:
+        return "0s"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{value}{unit}" for value, unit in ((hours, "h"), (minutes, "m"), (secs, "s")) if value]
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class RotationSpec:
+    """The rotation parameters in seconds: R (every), T, P, S, and the margin M."""
+
+    every: int = 86400
+    max_token_lifetime: int = 3600
+    propagation: int = 300
+    leeway: int = 60
+    margin: int = 300
+
+    def problems(self) -> list[str]:
+        """Human-readable reasons this spec breaks the invariant; empty when it is fine."""
+        found: list[str] = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value < 0:
+                found.append(f"{field.name} must not be negative (got {value})")
+        if self.every <= 0:
+            found.append("rotation.every must be positive")
+        if self.max_token_lifetime <= 0:
+            found.append("rotation.maxTokenLifetime must be positive")
+        if self.every < self.propagation + self.margin:
+            found.append(
+                f"rotation.every ({format_duration(max(self.every, 0))}) must be at least propagation + "
+                f"margin ({format_duration(max(self.propagation + self.margin, 0))}): a key must reach "
+                "every copy before it signs"
+            )
+        return found
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """What the operator persists about one key (never the key material itself). Times are epoch seconds."""
+
+    kid: str
+    alg: str
+    created_at: int
+    published_at: int | None = None
+    activates_at: int | None = None
+    retires_at: int | None = None
+    remove_at: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kid": self.kid,
+            "alg": self.alg,
+            "createdAt": self.created_at,
+            "publishedAt": self.published_at,
+            "activatesAt": self.activates_at,
+            "retiresAt": self.retires_at,
+            "removeAt": self.remove_at,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> KeyRecord:
+        def optional_int(key: str) -> int | None:
+            value = d.get(key)
+            if value is None:
+                return None
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"key record field {key} must be an integer")
+            return value
+
+        kid, alg, created = d.get("kid"), d.get("alg"), optional_int("createdAt")
+        if not isinstance(kid, str) or not kid or not isinstance(alg, str) or not alg or created is None:
+            raise ValueError("key record needs a kid, an alg and createdAt")
+        return cls(
+            kid=kid,
+            alg=alg,
+            created_at=created,
+            published_at=optional_int("publishedAt"),
+            activates_at=optional_int("activatesAt"),
+            retires_at=optional_int("retiresAt"),
+            remove_at=optional_int("removeAt"),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the operator must make true. ``generate``: create one key and plan again."""
+
+    keys: tuple[KeyRecord, ...]
+    generate: bool
+    wake_at: int | None
+    active_kid: str | None
+    removed: tuple[str, ...]
+
+
+def key_state(record: KeyRecord, now: int) -> KeyState:
+    if record.retires_at is not None and record.retires_at <= now:
+        return "retired"
+    if record.published_at is None:
+        return "pending"
+    if record.activates_at is None or record.activates_at > now:
+        return "next"
+    return "active"
+
+
+def signing_key(records: Iterable[KeyRecord], now: int) -> KeyRecord | None:
+    """The key a signer must use at ``now``: the newest activated, not retired one (or None: don't sign)."""
+    best: KeyRecord | None = None
+    for record in records:
+        if record.activates_at is None or record.activates_at > now:
+            continue
+        if record.retires_at is not None and record.retires_at <= now:
+            continue
+        if best is None or record.activates_at > best.activates_at:  # type: ignore[operator]
+            best = record
+    return best
+
+
+def mark_published(records: Iterable[KeyRecord], kids: Collection[str], at: int) -> tuple[KeyRecord, ...]:
+    """Record that ``kids`` reached every target at ``at`` (only where no publication was recorded)."""
+    return tuple(
+        dataclasses.replace(r, published_at=max(at, r.created_at))
+        if r.kid in kids and r.published_at is None
+        else r
+        for r in records
+    )
+
+
+def _earliest_activation(published_at: int, base: int, spec: RotationSpec) -> int:
+    # Module-level so the property tests can replace it with a broken variant and watch them fail.
+    return max(published_at, base) + spec.propagation + spec.margin
+
+
+def _removal_time(retires_at: int, spec: RotationSpec) -> int:
+    return retires_at + spec.propagation + spec.max_token_lifetime + spec.leeway + spec.margin
+
+
+def plan(
+    now: int,
+    records: Sequence[KeyRecord],
+    spec: RotationSpec,
+    *,
+    revoked: Collection[str] = (),
+    on_revoke: OnRevoke = "Pause",
+) -> Plan:
+    """Decide the desired key records at ``now`` from the persisted ones (see the module docstring)."""
+    # Past events already recorded bound "now" from below: a clock stepped backwards must not make a
+    # new timestamp earlier than one it follows.
+    base = max([now, *(r.created_at for r in records), *(r.published_at or now for r in records)])
+    removed: list[str] = []
+    current = signing_key(records, now)
+    keys = list(records)
+
+    revoked_set = set(revoked)
+    if revoked_set & {r.kid for r in keys}:
+        active_revoked = current is not None and current.kid in revoked_set
+        kept = []
+        for r in keys:
+            # The keys that were not yet active share the Secret with the compromised active key.
+            compromised = active_revoked and key_state(r, now) in ("pending", "next")
+            if r.kid in revoked_set or compromised:
+                removed.append(r.kid)
+            else:
+                kept.append(r)
+        keys = kept
+
+    expired = [r for r in keys if r.remove_at is not None and r.remove_at <= now]
+    removed.extend(r.kid for r in expired)
+    keys = [r for r in keys if not (r.remove_at is not None and r.remove_at <= now)]
+
+    keys.sort(key=lambda r: (r.created_at, r.kid))
+    for i, r in enumerate(keys):
+        if r.published_at is None or r.activates_at is not None:
+            continue
+        scheduled = [k for k in keys if k.activates_at is not None and k.retires_at is None]
+        predecessor = max(scheduled, key=lambda k: k.activates_at or 0, default=None)
+        if predecessor is not None:
+            assert predecessor.activates_at is not None
+            activates = max(
+                _earliest_activation(r.published_at, base, spec), predecessor.activates_at + spec.every
+            )
+        elif revoked_set and on_revoke == "Immediate":
+            # After an emergency the operator chose availability: tokens from the fresh key may fail
+            # for up to P, which the documentation states.
+            activates = max(r.published_at, base)
+        else:
+            activates = _earliest_activation(r.published_at, base, spec)
+        keys[i] = dataclasses.replace(r, activates_at=activates)
+        if predecessor is not None:
+            j = keys.index(predecessor)
+            keys[j] = dataclasses.replace(
+                predecessor, retires_at=activates, remove_at=_removal_time(activates, spec)
+            )
+
+    waiting = any(key_state(r, now) in ("pending", "next") for r in keys)
+    generate = not waiting and len(keys) < MAX_KEYS
+
+    future = [
+        t
+        for r in keys
+        for t in (r.activates_at, r.retires_at, r.remove_at)
+        if t is not None and t > now
+    ]
+    active = signing_key(keys, now)
+    return Plan(
+        keys=tuple(keys),
+        generate=generate,
+        wake_at=min(future, default=None),
+        active_kid=active.kid if active is not None else None,
+        removed=tuple(removed),
+    )

@@ -1,0 +1,655 @@
+"""Strict offline JWT verification against a trust store (DESIGN §5, issue 2 "Verification semantics").
+
+A :class:`TrustStore` holds the public keys of one or more issuers, each key bound to the issuer that
+owns it, plus the policy (audiences, algorithm allow-list, ``typ``, required claims, leeway, revoked
+kids and jtis). :meth:`TrustStore.verify` accepts only compact JWS tokens that pass every rule and
+returns their claims; every rejection is a distinct subclass of :class:`~jwt_trust.errors.InvalidToken`
+whose message never contains the token or any key.
+
+Speed: public keys are parsed once at load, so a verification costs one split, base64url decoding,
+two ``json.loads`` and one signature check. A bounded cache of already-verified tokens skips the
+signature check and JSON parsing for a repeated token, but the time, audience, ``typ``, required-claim
+and revocation rules are still applied to it on every call; any reload invalidates the cache.
+
+A store built with :meth:`TrustStore.from_directory` follows a mounted ConfigMap: it notices the
+kubelet's atomic ``..data`` symlink swap, reloads, and keeps the last good copy if the new one is
+malformed (the error is kept in :attr:`TrustStore.last_error`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from jwt_trust.algorithms import ALGORITHMS
+from jwt_trust.errors import (
+    DisallowedAlgorithm,
+    ExpiredToken,
+    InvalidAudience,
+    InvalidIssuer,
+    InvalidKey,
+    InvalidSignature,
+    InvalidType,
+    IssuedInFuture,
+    MalformedClaim,
+    MalformedToken,
+    MissingClaim,
+    NotYetValid,
+    RevokedKey,
+    RevokedToken,
+    TokenTooLarge,
+    TrustStoreError,
+    UnknownKey,
+    UnsupportedToken,
+)
+from jwt_trust.keys import public_key_from_jwk
+from jwt_trust.projection import (
+    DEFAULT_ALGORITHMS,
+    MAX_CONFIGMAP_BYTES,
+    TRUST_FILE,
+    IssuerTrust,
+    PolicyTrust,
+    parse_trust_files,
+)
+
+DEFAULT_MAX_TOKEN_BYTES = 65536
+MAX_JSON_DEPTH = 32
+CACHE_SIZE = 4096
+
+_B64URL = re.compile(rb"[A-Za-z0-9_-]*")
+# The last character of unpadded base64url must not carry set bits beyond the data (RFC 4648 §3.5);
+# otherwise several encodings would decode to the same bytes.
+_CANONICAL_LAST_2 = frozenset(b"AQgw")
+_CANONICAL_LAST_3 = frozenset(b"AEIMQUYcgkosw048")
+
+
+# --- strict parsing ------------------------------------------------------------------------------
+
+
+def _b64decode(segment: bytes, part: str) -> bytes:
+    length = len(segment)
+    if length % 4 == 1 or not _B64URL.fullmatch(segment):
+        raise MalformedToken(f"the {part} is not strict base64url")
+    if (length % 4 == 2 and segment[-1] not in _CANONICAL_LAST_2) or (
+        length % 4 == 3 and segment[-1] not in _CANONICAL_LAST_3
+    ):
+        raise MalformedToken(f"the {part} is not canonical base64url")
+    try:
+        return base64.urlsafe_b64decode(segment + b"=" * (-length % 4))
+    except binascii.Error:
+        raise MalformedToken(f"the {part} is not strict base64url") from None
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate member name")
+    return result
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+# Built once: json.loads with hooks would construct a new decoder on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
+def _too_deep(raw: bytes) -> bool:
+    # Counting brackets is C-speed and almost always settles it; only a suspicious document pays for
+    # the exact scan, which ignores brackets inside strings.
+    if raw.count(b"{") + raw.count(b"[") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:
+                escaped = True
+            elif byte == 0x22:
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x7B, 0x5B):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif byte in (0x7D, 0x5D):
+            depth -= 1
+    return False
+
+
+def _json_object(raw: bytes, part: str) -> dict[str, Any]:
+    if _too_deep(raw):
+        raise MalformedToken(f"the {part} JSON is nested too deeply")
+    try:
+        # A BOM survives decoding as U+FEFF, which json.loads rejects.
+        value = _DECODER.decode(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise MalformedToken(f"the {part} is not a valid UTF-8 JSON object") from None
+    if not isinstance(value, dict):
+        raise MalformedToken(f"the {part} is not a JSON object")
+    return value
+
+
+def _media_type(typ: str) -> str:
+    typ = typ.lower()
+    return typ if "/" in typ else "application/" + typ
+
+
+# --- the loaded state ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Issuer:
+    ref: str
+    issuer: str | None
+    revoked_kids: frozenset[str]
+    revoked_jtis: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Key:
+    kid: str | None
+    public_key: Any
+    algs: frozenset[str]  # header algs this key may verify: its own alg, or every alg its type fits
+    owner: _Issuer
+
+
+@dataclass(frozen=True)
+class _State:
+    generation: int
+    by_kid: dict[str, tuple[_Key, ...]]
+    by_alg: dict[str, tuple[_Key, ...]]
+    revoked_kids: frozenset[str]
+    algorithms: frozenset[str]
+    audiences: tuple[str, ...]
+    typ: str | None  # normalised media type
+    required_claims: tuple[str, ...]
+    leeway: float
+
+
+_generations = iter(range(1, 2**63))
+_generation_lock = threading.Lock()
+
+
+def _next_generation() -> int:
+    with _generation_lock:
+        return next(_generations)
+
+
+def _load_key(jwk: Any, owner: _Issuer) -> _Key | None:
+    """Parse one JWK; return None for a key we cannot or may not use for verification."""
+    if not isinstance(jwk, dict):
+        return None
+    if jwk.get("use", "sig") != "sig":
+        return None
+    key_ops = jwk.get("key_ops")
+    if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        return None
+    key_alg = jwk.get("alg")
+    if key_alg is not None and key_alg not in ALGORITHMS:
+        return None
+    kid = jwk.get("kid")
+    if kid is not None and not isinstance(kid, str):
+        return None
+    try:
+        public_key = public_key_from_jwk(jwk)
+    except (InvalidKey, ValueError, TypeError, KeyError):
+        return None
+    algs = frozenset(
+        name
+        for name, algorithm in ALGORITHMS.items()
+        if (key_alg is None or key_alg == name) and algorithm.fits(public_key)
+    )
+    if not algs:
+        return None
+    return _Key(kid=kid, public_key=public_key, algs=algs, owner=owner)
+
+
+def _build_state(
+    issuers: Iterable[tuple[_Issuer, Iterable[Any]]],
+    *,
+    audiences: Iterable[str],
+    algorithms: Iterable[str],
+    typ: str | None,
+    required_claims: Iterable[str],
+    leeway_seconds: float,
+) -> _State:
+    by_kid: dict[str, list[_Key]] = {}
+    by_alg: dict[str, list[_Key]] = {}
+    revoked: set[str] = set()
+    for owner, jwks in issuers:
+        revoked.update(owner.revoked_kids)
+        for jwk in jwks:
+            key = _load_key(jwk, owner)
+            if key is None:
+                continue
+            if key.kid is not None:
+                by_kid.setdefault(key.kid, []).append(key)
+            for alg in key.algs:
+                by_alg.setdefault(alg, []).append(key)
+    allowed = frozenset(alg for alg in algorithms if alg in ALGORITHMS)
+    return _State(
+        generation=_next_generation(),
+        by_kid={kid: tuple(keys) for kid, keys in by_kid.items()},
+        by_alg={alg: tuple(keys) for alg, keys in by_alg.items()},
+        revoked_kids=frozenset(revoked),
+        algorithms=allowed,
+        audiences=tuple(audiences),
+        typ=_media_type(typ) if typ is not None else None,
+        required_claims=tuple(required_claims),
+        leeway=float(leeway_seconds),
+    )
+
+
+def _state_from_trust(trust: PolicyTrust) -> _State:
+    return _build_state(
+        ((_owner(issuer), issuer.keys) for issuer in trust.issuers),
+        audiences=trust.audiences,
+        algorithms=trust.algorithms,
+        typ=trust.typ,
+        required_claims=trust.required_claims,
+        leeway_seconds=trust.leeway_seconds,
+    )
+
+
+def _owner(issuer: IssuerTrust) -> _Issuer:
+    return _Issuer(
+        ref=issuer.ref,
+        issuer=issuer.issuer,
+        revoked_kids=frozenset(issuer.revoked_kids),
+        revoked_jtis=frozenset(jti for jti, _exp in issuer.revoked_jtis),
+    )
+
+
+@dataclass(frozen=True)
+class _Verified:
+    """What the cache remembers about a token whose signature and structure were already checked."""
+
+    header: dict[str, Any]
+    payload: bytes
+    claims: dict[str, Any]
+    candidates: tuple[_Key, ...]  # keys whose signature check passed (several only on a kid collision)
+
+
+# --- the store -----------------------------------------------------------------------------------
+
+
+class TrustStore:
+    """Trusted issuer keys plus the verification policy; thread-safe for concurrent :meth:`verify`."""
+
+    def __init__(self, state: _State, *, directory: Path | None = None, reload_interval: float = 1.0):
+        self._state = state
+        self._directory = directory
+        self._reload_interval = reload_interval
+        self._marker: tuple[object, ...] = ()
+        self._last_check = time.monotonic()
+        self._last_forced = float("-inf")
+        self._reload_lock = threading.Lock()
+        self._cache: OrderedDict[tuple[bytes, int], _Verified] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.last_error: TrustStoreError | None = None
+
+    # --- constructors ---
+
+    @classmethod
+    def from_trust(cls, trust: PolicyTrust) -> TrustStore:
+        """A store for a parsed projected policy (every issuer must name its ``iss``)."""
+        return cls(_state_from_trust(trust))
+
+    @classmethod
+    def from_jwks(
+        cls,
+        jwks: Mapping[str, Any] | str | bytes,
+        *,
+        issuer: str | None = None,
+        audiences: Iterable[str] = (),
+        algorithms: Iterable[str] = DEFAULT_ALGORITHMS,
+        typ: str | None = None,
+        required_claims: Iterable[str] = (),
+        leeway_seconds: float = 60,
+        revoked_kids: Iterable[str] = (),
+        revoked_jtis: Iterable[str] = (),
+    ) -> TrustStore:
+        """A store for one issuer's JWK Set. ``issuer=None`` means ``iss`` is not tied to the keys."""
+        if isinstance(jwks, str | bytes):
+            try:
+                jwks = json.loads(jwks)
+            except (ValueError, RecursionError):
+                raise TrustStoreError("the JWK Set is not valid JSON") from None
+        if not isinstance(jwks, Mapping) or not isinstance(jwks.get("keys"), list):
+            raise TrustStoreError("the JWK Set must be an object with a 'keys' list")
+        owner = _Issuer(
+            ref="jwks",
+            issuer=issuer,
+            revoked_kids=frozenset(revoked_kids),
+            revoked_jtis=frozenset(revoked_jtis),
+        )
+        return cls(
+            _build_state(
+                [(owner, jwks["keys"])],
+                audiences=audiences,
+                algorithms=algorithms,
+                typ=typ,
+                required_claims=required_claims,
+                leeway_seconds=leeway_seconds,
+            )
+        )
+
+    @classmethod
+    def from_directory(cls, path: str | os.PathLike[str], *, reload_interval: float = 1.0) -> TrustStore:
+        """A store that follows a mounted projected ConfigMap directory (raises if it cannot load)."""
+        directory = Path(path)
+        marker, state = _read_directory(directory)
+        store = cls(state, directory=directory, reload_interval=reload_interval)
+        store._marker = marker
+        return store
+
+    # --- reloading ---
+
+    @property
+    def generation(self) -> int:
+        """Changes whenever the loaded trust changes (each successful reload)."""
+        return self._state.generation
+
+    def reload(self) -> bool:
+        """Re-read the directory now; return True if a new copy was loaded. No-op for other stores."""
+        if self._directory is None:
+            return False
+        with self._reload_lock:
+            return self._reload_locked(force=True)
+
+    def _reload_locked(self, *, force: bool) -> bool:
+        assert self._directory is not None
+        try:
+            marker = _directory_marker(self._directory)
+        except OSError as exc:
+            self.last_error = TrustStoreError(f"cannot read the trust directory: {exc.strerror}")
+            return False
+        if not force and marker == self._marker:
+            return False
+        try:
+            marker, state = _read_directory(self._directory)
+        except TrustStoreError as exc:
+            # Keep the last good copy; remember the bad marker so it is not re-parsed every interval.
+            self.last_error = exc
+            self._marker = marker
+            return False
+        self._marker = marker
+        self._state = state
+        self.last_error = None
+        with self._cache_lock:
+            self._cache.clear()
+        return True
+
+    def _maybe_reload(self) -> None:
+        now = time.monotonic()
+        if now - self._last_check < self._reload_interval:
+            return
+        if self._reload_lock.acquire(blocking=False):
+            try:
+                self._last_check = now
+                self._reload_locked(force=False)
+            finally:
+                self._reload_lock.release()
+
+    def _reload_for_unknown_kid(self) -> bool:
+        now = time.monotonic()
+        if self._directory is None or now - self._last_forced < self._reload_interval:
+            return False
+        with self._reload_lock:
+            if now - self._last_forced < self._reload_interval:
+                return False
+            self._last_forced = now
+            before = self._state.generation
+            self._reload_locked(force=True)
+            return self._state.generation != before
+
+    # --- verification ---
+
+    def verify_signature(
+        self, token: str | bytes, *, max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES
+    ) -> tuple[dict[str, Any], bytes]:
+        """Check structure, header rules, key selection and signature; return (header, payload bytes).
+
+        No claim is checked (not even ``exp``): for callers that apply their own claim policy.
+        """
+        verified, state = self._verified(token, max_token_bytes)
+        if state.typ is not None:
+            _check_typ(verified.header, state.typ)
+        return dict(verified.header), verified.payload
+
+    def verify(
+        self,
+        token: str | bytes,
+        *,
+        audience: str | None = None,
+        issuer: str | None = None,
+        now: float | None = None,
+        leeway: float | None = None,
+        typ: str | None = None,
+        require: Iterable[str] = (),
+        max_token_bytes: int = DEFAULT_MAX_TOKEN_BYTES,
+        use_cache: bool = True,
+    ) -> dict[str, Any]:
+        """Verify ``token`` and return its claims; raise an :class:`InvalidToken` subclass otherwise.
+
+        ``audience``, ``typ`` and ``leeway`` replace the store's policy for this call; ``issuer``
+        additionally requires that exact ``iss``; ``require`` adds required claims. ``use_cache=False``
+        forces the full signature check even for a token verified before (benchmarks, audits).
+        """
+        verified, state = self._verified(token, max_token_bytes, use_cache=use_cache)
+        header = verified.header
+        claims = verified.claims
+
+        expected_typ = state.typ if typ is None else _media_type(typ)
+        if expected_typ is not None:
+            _check_typ(header, expected_typ)
+
+        if now is None:
+            now = time.time()
+        slack = state.leeway if leeway is None else leeway
+        exp = claims.get("exp")
+        if exp is None:
+            raise MissingClaim("the token has no exp claim")
+        _check_numeric(exp, "exp")
+        if not now < exp + slack:
+            raise ExpiredToken("the token has expired")
+        nbf = claims.get("nbf")
+        if nbf is not None:
+            _check_numeric(nbf, "nbf")
+            if nbf > now + slack:
+                raise NotYetValid("the token is not valid yet (nbf)")
+        iat = claims.get("iat")
+        if iat is not None:
+            _check_numeric(iat, "iat")
+            if iat > now + slack:
+                raise IssuedInFuture("the token was issued in the future (iat)")
+
+        iss = claims.get("iss")
+        owner = None
+        for key in verified.candidates:
+            if key.owner.issuer is None or key.owner.issuer == iss:
+                owner = key.owner
+                break
+        if owner is None:
+            raise InvalidIssuer("iss is not the issuer that owns the verifying key")
+        if issuer is not None and iss != issuer:
+            raise InvalidIssuer("iss is not the expected issuer")
+
+        accepted = state.audiences if audience is None else (audience,)
+        aud = claims.get("aud")
+        if aud is not None:
+            if isinstance(aud, str):
+                token_audiences: tuple[Any, ...] | list[Any] = (aud,)
+            elif isinstance(aud, list) and all(isinstance(a, str) for a in aud):
+                token_audiences = aud
+            else:
+                raise MalformedClaim("aud must be a string or a list of strings")
+            if not accepted:
+                raise InvalidAudience("the token has aud but no audience is configured")
+            if not any(a in accepted for a in token_audiences):
+                raise InvalidAudience("aud does not contain an accepted audience")
+        elif accepted:
+            raise InvalidAudience("the token has no aud but an audience is required")
+
+        for name in (*state.required_claims, *require):
+            if claims.get(name) is None:
+                raise MissingClaim(f"the token has no {name!r} claim")
+
+        jti = claims.get("jti")
+        if jti is not None and isinstance(jti, str) and jti in owner.revoked_jtis:
+            raise RevokedToken("the token's jti is revoked")
+        return dict(claims)
+
+    def _verified(
+        self, token: str | bytes, max_token_bytes: int, *, use_cache: bool = True
+    ) -> tuple[_Verified, _State]:
+        if len(token) > max_token_bytes:
+            raise TokenTooLarge(f"the token exceeds {max_token_bytes} bytes")
+        if isinstance(token, str):
+            try:
+                token = token.encode("ascii")
+            except UnicodeEncodeError:
+                raise MalformedToken("the token contains non-ASCII characters") from None
+        if self._directory is not None:
+            self._maybe_reload()
+        state = self._state
+        cache_key = (token, state.generation)
+        verified = self._cache.get(cache_key) if use_cache else None
+        if verified is not None:
+            # Revocation lists can only change with a reload, which empties the cache, but the kid
+            # check is cheap enough to keep here so the rule lives in one obvious place.
+            for key in verified.candidates:
+                if key.kid is not None and key.kid in state.revoked_kids:
+                    raise RevokedKey("the token was signed by a revoked key")
+            return verified, state
+        try:
+            verified = _check_token(token, state)
+        except UnknownKey:
+            if not self._reload_for_unknown_kid():
+                raise
+            state = self._state
+            cache_key = (token, state.generation)
+            verified = _check_token(token, state)
+        with self._cache_lock:
+            self._cache[cache_key] = verified
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return verified, state
+
+
+def _check_numeric(value: Any, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MalformedClaim(f"{name} must be a number")
+
+
+def _check_typ(header: Mapping[str, Any], expected: str) -> None:
+    typ = header.get("typ")
+    if not isinstance(typ, str) or _media_type(typ) != expected:
+        raise InvalidType("the header typ does not match the policy")
+
+
+def _check_token(token: bytes, state: _State) -> _Verified:
+    """Every structural, header, key and signature rule; the part of verification worth caching."""
+    if token[:1] == b"{":
+        raise MalformedToken("JSON serialization is not accepted, only compact JWS")
+    parts = token.split(b".")
+    if len(parts) != 3:
+        if len(parts) == 5:
+            raise MalformedToken("the token is a JWE, not a JWS")
+        raise MalformedToken("a compact JWS has exactly three segments")
+    header_b64, payload_b64, signature_b64 = parts
+    header = _json_object(_b64decode(header_b64, "header"), "header")
+
+    alg = header.get("alg")
+    if not isinstance(alg, str):
+        raise DisallowedAlgorithm("the header has no alg")
+    if alg not in state.algorithms:
+        raise DisallowedAlgorithm(f"alg {alg[:32]!r} is not allowed")
+    if "crit" in header:
+        crit = header["crit"]
+        if not isinstance(crit, list) or not crit or not all(isinstance(c, str) for c in crit):
+            raise MalformedToken("crit must be a non-empty list of strings")
+        raise UnsupportedToken("the token uses a critical extension we do not understand")
+    if "b64" in header:
+        raise UnsupportedToken("the b64 header parameter (RFC 7797) is not supported")
+    cty = header.get("cty")
+    if isinstance(cty, str) and cty.lower() == "jwt":
+        raise UnsupportedToken("nested JWTs are not accepted")
+
+    if "kid" in header:
+        kid = header["kid"]
+        keys = state.by_kid.get(kid) if isinstance(kid, str) else None
+        if not keys:
+            raise UnknownKey("no trusted key has the token's kid")
+        usable = tuple(key for key in keys if alg in key.algs)
+        if not usable:
+            raise DisallowedAlgorithm("the token's alg does not match its key")
+    else:
+        usable = state.by_alg.get(alg, ())
+        if not usable:
+            raise UnknownKey("no trusted key fits the token's alg")
+
+    algorithm = ALGORITHMS[alg]
+    payload = _b64decode(payload_b64, "payload")
+    signature = _b64decode(signature_b64, "signature")
+    signing_input = token[: len(header_b64) + 1 + len(payload_b64)]
+    passed = tuple(key for key in usable if algorithm.verify(key.public_key, signature, signing_input))
+    if not passed:
+        raise InvalidSignature("the signature does not verify")
+    # Checked on the keys that actually verified: without a kid, a revoked key elsewhere in the set
+    # must not block tokens of the others.
+    for key in passed:
+        if key.kid is not None and key.kid in state.revoked_kids:
+            raise RevokedKey("the token was signed by a revoked key")
+
+    claims = _json_object(payload, "payload")
+    return _Verified(header=header, payload=payload, claims=claims, candidates=passed)
+
+
+# --- directory loading ---------------------------------------------------------------------------
+
+
+def _directory_marker(directory: Path) -> tuple[object, ...]:
+    data_link = directory / "..data"
+    if data_link.is_symlink():
+        return ("..data", os.readlink(data_link))
+    stat = (directory / TRUST_FILE).stat()
+    return ("mtime", stat.st_mtime_ns, stat.st_size)
+
+
+def _read_directory(directory: Path) -> tuple[tuple[object, ...], _State]:
+    """Read one consistent copy of the trust files and build a state from it."""
+    try:
+        marker = _directory_marker(directory)
+        # Reading through the resolved ..data target means a swap during the read cannot mix two
+        # versions: the old target directory stays intact until the kubelet removes it.
+        base = directory / str(marker[1]) if marker[0] == "..data" else directory
+        files: dict[str, bytes] = {}
+        total = 0
+        for entry in os.scandir(base):
+            if entry.name.startswith(".") or not entry.is_file():
+                continue
+            content = Path(entry.path).read_bytes()
+            total += len(content)
+            if total > MAX_CONFIGMAP_BYTES:
+                raise TrustStoreError("the trust directory exceeds 1 MiB")
+            files[entry.name] = content
+    except OSError as exc:
+        raise TrustStoreError(f"cannot read the trust directory: {exc.strerror}") from None
+    trust, _revision = parse_trust_files(files)
+    return marker, _state_from_trust(trust)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The one command that runs every check: installs what is missing (Python venv, control-plane binaries,
+# cached by version), then lint, types, the import contract, and the whole pytest suite including the
+# end-to-end tests against a real kube-apiserver + etcd + kube-controller-manager.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tools/venv.sh
+
+echo "== control-plane binaries (cached by version under ${JWT_TRUST_CACHE:-~/.cache/jwt-trust})"
+BIN_DIR=$(bash tools/k8s-bins/build.sh)
+export PATH="$BIN_DIR:$PATH"
+echo "$BIN_DIR"
+
+echo "== ruff";   ruff check operator tests benchmarks
+echo "== mypy";   mypy
+echo "== import contract (the offline library imports only cryptography)"; lint-imports
+echo "== pytest"; python -m pytest "$@"

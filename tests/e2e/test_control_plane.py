@@ -2,7 +2,8 @@
 
 If one of these fails, the operator's own e2e tests would fail for reasons unrelated to the operator:
 CRD schema validation, server-side apply, RBAC with TokenRequest tokens, and the two controllers
-(namespace deletion, garbage collection) that only kube-controller-manager provides.
+(namespace deletion, garbage collection) that only kube-controller-manager provides. The last two
+tests cover the harness itself: the CLI's dev cluster lifecycle, and a failed start cleaning up.
 """
 
 from __future__ import annotations

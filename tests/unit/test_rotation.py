@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from jwt_trust import rotation
@@ -128,11 +128,15 @@ def test_signing_key_is_the_newest_activated_unretired_one() -> None:
 
 def test_bootstrap_requests_a_key_and_activates_it_after_propagation_and_margin() -> None:
     first = plan(T0, (), SPEC)
-    assert first.generate and first.keys == () and first.active_kid is None
+    assert first.generate
+    assert first.keys == ()
+    assert first.active_kid is None
     p = settle(T0, ())
     (key,) = p.keys
     assert key.activates_at == T0 + P + M
-    assert p.active_kid is None and p.wake_at == T0 + P + M and not p.generate
+    assert p.active_kid is None
+    assert p.wake_at == T0 + P + M
+    assert not p.generate
 
 
 def test_next_key_is_created_when_the_previous_activates_and_waits_a_whole_period() -> None:
@@ -162,21 +166,25 @@ def test_steady_state_keeps_three_keys_and_drops_expired_ones() -> None:
 def test_record_past_its_removal_time_is_dropped_and_reported() -> None:
     gone = KeyRecord("gone", "ES256", 0, 0, 10, 20, remove_at=30)
     p = plan(30, (gone,), SPEC)
-    assert p.keys == () and p.removed == ("gone",)
+    assert p.keys == ()
+    assert p.removed == ("gone",)
 
 
 def test_timestamps_once_set_never_move() -> None:
     p = settle(T0, ())
     later = settle(T0 + 5 * R, p.keys)
     before, after = p.keys[0], later.keys[0]
-    assert after.created_at == before.created_at and after.published_at == before.published_at
+    assert after.created_at == before.created_at
+    assert after.published_at == before.published_at
     assert after.activates_at == before.activates_at
     assert after.retires_at is not None  # filled in, because a successor was scheduled
 
 
 def test_unpublished_key_is_never_scheduled_and_blocks_nothing_else() -> None:
     p = plan(T0, (KeyRecord("a", "ES256", T0),), SPEC)
-    assert p.keys[0].activates_at is None and not p.generate and p.wake_at is None
+    assert p.keys[0].activates_at is None
+    assert not p.generate
+    assert p.wake_at is None
 
 
 def test_clock_stepped_backwards_cannot_schedule_activation_earlier() -> None:
@@ -195,7 +203,7 @@ def test_operator_back_from_downtime_gives_stale_signers_a_full_propagation_peri
     now = T0 + 10 * R
     p3 = plan(now, late, SPEC)
     assert p2.keys[1].activates_at is not None
-    assert dict((k.kid, k.activates_at) for k in p3.keys)["late"] == now + P + M
+    assert {k.kid: k.activates_at for k in p3.keys}["late"] == now + P + M
 
 
 def test_revoking_the_active_key_drops_the_next_key_too_and_requests_a_fresh_one() -> None:
@@ -204,8 +212,10 @@ def test_revoking_the_active_key_drops_the_next_key_too_and_requests_a_fresh_one
     p = settle(now, p.keys)
     active, upcoming = p.keys
     revoked = plan(now + 1, p.keys, SPEC, revoked=[active.kid])
-    assert revoked.keys == () and set(revoked.removed) == {active.kid, upcoming.kid}
-    assert revoked.generate and revoked.active_kid is None
+    assert revoked.keys == ()
+    assert set(revoked.removed) == {active.kid, upcoming.kid}
+    assert revoked.generate
+    assert revoked.active_kid is None
 
 
 @pytest.mark.parametrize(("on_revoke", "delay"), [("Pause", P + M), ("Immediate", 0)])
@@ -226,7 +236,9 @@ def test_revoking_a_retired_key_keeps_the_others() -> None:
     p = settle(T0 + P + M + R, p.keys)
     retired = p.keys[0]
     after = plan(T0 + P + M + R + 1, p.keys, SPEC, revoked=[retired.kid])
-    assert after.removed == (retired.kid,) and len(after.keys) == 2 and after.active_kid == p.active_kid
+    assert after.removed == (retired.kid,)
+    assert len(after.keys) == 2
+    assert after.active_kid == p.active_kid
 
 
 def test_never_more_than_five_keys_even_when_retired_keys_linger() -> None:
@@ -284,9 +296,13 @@ def simulate(spec: RotationSpec, steps: list[tuple[str, int, int, bool, int | No
             p = plan(now, records, spec)
         world.secret.append((real, p.keys))
         assert len(p.keys) <= rotation.MAX_KEYS
-        # Publishing writes every kept key; it is acknowledged (visible everywhere) only after `delay`.
+        # Publishing writes every kept key. Worst case for verifiers: a removed key may vanish from a
+        # copy as soon as the write starts, an added key is everywhere only when acknowledged.
         acked = real + delay
-        world.configmap.append((acked, frozenset(k.kid for k in p.keys)))
+        kept = frozenset(k.kid for k in p.keys)
+        shown = world.configmap[-1][1] if world.configmap else frozenset()
+        world.configmap.append((real, shown & kept))
+        world.configmap.append((acked, kept))
         unpublished = [k.kid for k in p.keys if k.published_at is None]
         if unpublished and not crash:
             at = acked + world.offset(acked)
@@ -325,7 +341,8 @@ def check_tokens(world: World, spec: RotationSpec, probes: list[tuple[int, int]]
         assert t is not None
         times += [t - 1 - M // 2, t - 1, t - M // 2, t + M // 2]
     mint_times = [(t, age) for t in set(times) for age in (0, spec.propagation)]
-    mint_times += [(world.secret[0][0] + off % max(world.end - world.secret[0][0], 1), age) for off, age in probes]
+    first, span = world.secret[0][0], max(world.end - world.secret[0][0], 1)
+    mint_times += [(first + off % span, age) for off, age in probes]
     for minted, age in mint_times:
         if minted >= world.end:
             continue
@@ -393,12 +410,26 @@ def test_clock_far_in_the_past_never_moves_a_timestamp(
     assert len(p.keys) <= rotation.MAX_KEYS
 
 
-def test_a_planner_that_skips_propagation_is_caught_by_the_property(monkeypatch: pytest.MonkeyPatch) -> None:
-    broken: Callable[[int, int, RotationSpec], int] = lambda published_at, base, spec: published_at  # noqa: E731
-    monkeypatch.setattr(rotation, "_earliest_activation", broken)
+def _activate_on_publication(published_at: int, base: int, spec: RotationSpec) -> int:
+    return published_at
+
+
+def _remove_when_tokens_expire(retires_at: int, spec: RotationSpec) -> int:
+    return retires_at + spec.max_token_lifetime
+
+
+@pytest.mark.parametrize(
+    ("name", "broken"),
+    [("_earliest_activation", _activate_on_publication), ("_removal_time", _remove_when_tokens_expire)],
+)
+def test_a_broken_planner_is_caught_by_the_property(
+    monkeypatch: pytest.MonkeyPatch, name: str, broken: Callable[..., int]
+) -> None:
+    monkeypatch.setattr(rotation, name, broken)
     found: list[AssertionError] = []
 
-    @settings(max_examples=200, deadline=None, database=None)
+    # No shrinking: finding one counterexample is the point, and shrinking it would cost seconds.
+    @settings(max_examples=200, deadline=None, database=None, phases=[Phase.generate])
     @given(spec=specs, steps=st.lists(step_strategy, min_size=3, max_size=25), probes=probe_strategy)
     def prop(
         spec: RotationSpec, steps: list[tuple[str, int, int, bool, int | None]], probes: list[tuple[int, int]]

@@ -56,8 +56,9 @@ THUMBPRINT_MEMBERS: Mapping[str, tuple[str, ...]] = {
 
 # --- base64url ----------------------------------------------------------------------------------
 
-_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+_B64URL_RE = re.compile(rb"[A-Za-z0-9_-]*")
+# The characters whose unused low bits are zero, by length of the final group (RFC 4648 §3.5).
+_CANONICAL_LAST_CHARACTER = {2: frozenset(b"AQgw"), 3: frozenset(b"AEIMQUYcgkosw048")}
 
 
 def b64url_encode(data: bytes) -> str:
@@ -65,20 +66,26 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def b64url_decode(text: str) -> bytes:
-    """Decode unpadded base64url, refusing every non-canonical form; raises ValueError."""
-    if not isinstance(text, str) or _B64URL_RE.fullmatch(text) is None:
+def b64url_decode(text: str | bytes) -> bytes:
+    """Decode unpadded base64url, refusing every non-canonical form; raises ValueError.
+
+    Takes bytes too, so that the verifier decodes token segments on its hot path without a copy.
+    """
+    if isinstance(text, str):
+        try:
+            text = text.encode("ascii")
+        except UnicodeEncodeError:
+            raise ValueError("not base64url: only A-Z a-z 0-9 - _ are allowed") from None
+    if not isinstance(text, bytes) or _B64URL_RE.fullmatch(text) is None:
         raise ValueError("not base64url: only A-Z a-z 0-9 - _ are allowed, without padding")
     remainder = len(text) % 4
     if remainder == 1:
         raise ValueError("not base64url: impossible length")
     # The last character of a 2- or 3-character group carries 4 or 2 bits that encode nothing; they
     # must be zero, or two different strings would decode to the same bytes.
-    if remainder:
-        unused_bits_mask = 0x0F if remainder == 2 else 0x03
-        if _B64URL_ALPHABET.index(text[-1]) & unused_bits_mask:
-            raise ValueError("not base64url: non-zero trailing bits")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if remainder and text[-1] not in _CANONICAL_LAST_CHARACTER[remainder]:
+        raise ValueError("not base64url: non-zero trailing bits")
+    return base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
 
 
 # --- thumbprint and public JWK ------------------------------------------------------------------

@@ -18,10 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import _mounted
 from .algorithms import ALGORITHMS
 from .errors import NoActiveKey, SigningError
 from .keys import PrivateKey, b64url_encode, private_key_from_pem, private_key_to_pem
 from .rotation import KeyRecord, signing_key
+
+KEYS_FILE = "keys.json"
+# A Secret, like a ConfigMap, holds at most 1 MiB.
+MAX_SECRET_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,7 @@ class SigningKeys:
     @classmethod
     def from_secret_data(cls, data: Mapping[str, bytes]) -> SigningKeys:
         try:
-            document = json.loads(data["keys.json"])
+            document = json.loads(data[KEYS_FILE])
             records = tuple(KeyRecord.from_json(item) for item in document["keys"])
             issuer = str(document["issuer"])
             lifetime = int(document["maxTokenLifetimeSeconds"])
@@ -64,21 +69,21 @@ def render_secret_data(
         "maxTokenLifetimeSeconds": max_token_lifetime,
         "keys": [record.to_json() for record in records],
     }
-    data = {"keys.json": json.dumps(document, indent=2, sort_keys=True).encode()}
+    data = {KEYS_FILE: json.dumps(document, indent=2, sort_keys=True).encode()}
     for record in records:
         if record.kid in private_keys:
             data[f"{record.kid}.pem"] = private_key_to_pem(private_keys[record.kid])
     return data
 
 
-def _read_directory(path: Path) -> dict[str, bytes]:
-    # A kubelet-mounted Secret holds the real files in a versioned dot-directory behind ..data, with a
-    # symlink per key at the top: read the symlinks, skip the dot-entries and directories.
-    return {
-        entry.name: entry.read_bytes()
-        for entry in path.iterdir()
-        if not entry.name.startswith(".") and entry.is_file()
-    }
+def _load(directory: Path) -> tuple[_mounted.Version, SigningKeys]:
+    try:
+        current, files = _mounted.read(directory, KEYS_FILE, max_bytes=MAX_SECRET_BYTES)
+    except OSError as error:
+        raise SigningError(f"cannot read signing-key directory {directory}: {error.strerror}") from None
+    except ValueError as error:
+        raise SigningError(str(error)) from None
+    return current, SigningKeys.from_secret_data(files)
 
 
 class Signer:
@@ -88,21 +93,25 @@ class Signer:
     most once per ``reload_interval`` seconds), so a long-running signer follows rotations.
     """
 
-    def __init__(self, keys: SigningKeys, *, directory: Path | None = None, reload_interval: float = 1.0):
+    def __init__(
+        self,
+        keys: SigningKeys,
+        *,
+        directory: Path | None = None,
+        version: _mounted.Version | None = None,
+        reload_interval: float = 1.0,
+    ):
         self._keys = keys
         self._directory = directory
+        self._version = version
         self._reload_interval = reload_interval
         self._checked_at = time.monotonic()
-        self._version = self._directory_version()
 
     @classmethod
     def from_directory(cls, path: str | os.PathLike[str], *, reload_interval: float = 1.0) -> Signer:
         directory = Path(path)
-        try:
-            keys = SigningKeys.from_secret_data(_read_directory(directory))
-        except OSError as error:
-            raise SigningError(f"cannot read signing-key directory {directory}: {error.strerror}") from None
-        return cls(keys, directory=directory, reload_interval=reload_interval)
+        version, keys = _load(directory)
+        return cls(keys, directory=directory, version=version, reload_interval=reload_interval)
 
     @classmethod
     def from_secret_data(cls, data: Mapping[str, bytes]) -> Signer:
@@ -112,27 +121,14 @@ class Signer:
     def issuer(self) -> str:
         return self._keys.issuer
 
-    def _directory_version(self) -> object:
-        if self._directory is None:
-            return None
-        link = self._directory / "..data"
-        try:
-            return (
-                os.readlink(link) if link.is_symlink() else (self._directory / "keys.json").stat().st_mtime_ns
-            )
-        except OSError:
-            return None
-
     def _maybe_reload(self) -> None:
         if self._directory is None or time.monotonic() - self._checked_at < self._reload_interval:
             return
         self._checked_at = time.monotonic()
-        version = self._directory_version()
-        if version == self._version:
-            return
         try:
-            self._keys = SigningKeys.from_secret_data(_read_directory(self._directory))
-            self._version = version
+            if _mounted.version(self._directory, KEYS_FILE) == self._version:
+                return
+            self._version, self._keys = _load(self._directory)
         except (OSError, SigningError):
             pass  # a half-written or malformed copy: keep signing with the last good one
 

@@ -18,11 +18,8 @@ malformed (the error is kept in :attr:`TrustStore.last_error`).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
-import re
 import threading
 import time
 from collections import OrderedDict
@@ -31,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
+from jwt_trust import _mounted
 from jwt_trust.algorithms import ALGORITHMS
 from jwt_trust.errors import (
     DisallowedAlgorithm,
@@ -52,7 +50,7 @@ from jwt_trust.errors import (
     UnknownKey,
     UnsupportedToken,
 )
-from jwt_trust.keys import public_key_from_jwk
+from jwt_trust.keys import b64url_decode, public_key_from_jwk
 from jwt_trust.projection import (
     DEFAULT_ALGORITHMS,
     MAX_CONFIGMAP_BYTES,
@@ -66,27 +64,13 @@ DEFAULT_MAX_TOKEN_BYTES = 65536
 MAX_JSON_DEPTH = 32
 CACHE_SIZE = 4096
 
-_B64URL = re.compile(rb"[A-Za-z0-9_-]*")
-# The last character of unpadded base64url must not carry set bits beyond the data (RFC 4648 §3.5);
-# otherwise several encodings would decode to the same bytes.
-_CANONICAL_LAST_2 = frozenset(b"AQgw")
-_CANONICAL_LAST_3 = frozenset(b"AEIMQUYcgkosw048")
-
-
 # --- strict parsing ------------------------------------------------------------------------------
 
 
 def _b64decode(segment: bytes, part: str) -> bytes:
-    length = len(segment)
-    if length % 4 == 1 or not _B64URL.fullmatch(segment):
-        raise MalformedToken(f"the {part} is not strict base64url")
-    if (length % 4 == 2 and segment[-1] not in _CANONICAL_LAST_2) or (
-        length % 4 == 3 and segment[-1] not in _CANONICAL_LAST_3
-    ):
-        raise MalformedToken(f"the {part} is not canonical base64url")
     try:
-        return base64.urlsafe_b64decode(segment + b"=" * (-length % 4))
-    except binascii.Error:
+        return b64url_decode(segment)
+    except ValueError:
         raise MalformedToken(f"the {part} is not strict base64url") from None
 
 
@@ -375,7 +359,7 @@ class TrustStore:
     def _reload_locked(self, *, force: bool) -> bool:
         assert self._directory is not None
         try:
-            marker = _directory_marker(self._directory)
+            marker = _mounted.version(self._directory, TRUST_FILE)
         except OSError as exc:
             self.last_error = TrustStoreError(f"cannot read the trust directory: {exc.strerror}")
             return False
@@ -624,32 +608,13 @@ def _check_token(token: bytes, state: _State) -> _Verified:
 # --- directory loading ---------------------------------------------------------------------------
 
 
-def _directory_marker(directory: Path) -> tuple[object, ...]:
-    data_link = directory / "..data"
-    if data_link.is_symlink():
-        return ("..data", os.readlink(data_link))
-    stat = (directory / TRUST_FILE).stat()
-    return ("mtime", stat.st_mtime_ns, stat.st_size)
-
-
-def _read_directory(directory: Path) -> tuple[tuple[object, ...], _State]:
+def _read_directory(directory: Path) -> tuple[_mounted.Version, _State]:
     """Read one consistent copy of the trust files and build a state from it."""
     try:
-        marker = _directory_marker(directory)
-        # Reading through the resolved ..data target means a swap during the read cannot mix two
-        # versions: the old target directory stays intact until the kubelet removes it.
-        base = directory / str(marker[1]) if marker[0] == "..data" else directory
-        files: dict[str, bytes] = {}
-        total = 0
-        for entry in os.scandir(base):
-            if entry.name.startswith(".") or not entry.is_file():
-                continue
-            content = Path(entry.path).read_bytes()
-            total += len(content)
-            if total > MAX_CONFIGMAP_BYTES:
-                raise TrustStoreError("the trust directory exceeds 1 MiB")
-            files[entry.name] = content
+        marker, files = _mounted.read(directory, TRUST_FILE, max_bytes=MAX_CONFIGMAP_BYTES)
     except OSError as exc:
         raise TrustStoreError(f"cannot read the trust directory: {exc.strerror}") from None
+    except ValueError:
+        raise TrustStoreError("the trust directory exceeds 1 MiB") from None
     trust, _revision = parse_trust_files(files)
     return marker, _state_from_trust(trust)

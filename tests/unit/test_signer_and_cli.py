@@ -10,7 +10,7 @@ import pytest
 
 from jwt_trust import errors
 from jwt_trust.cli import main
-from jwt_trust.keys import generate_private_key, public_jwk
+from jwt_trust.keys import b64url_decode, generate_private_key, public_jwk
 from jwt_trust.rotation import KeyRecord
 from jwt_trust.signer import Signer, render_secret_data
 from jwt_trust.verifier import TrustStore
@@ -53,7 +53,7 @@ def test_signer_uses_the_newest_key_that_is_active_now_not_the_next_one() -> Non
     )
     token = signer.mint(subject="alice", now=NOW)
     store = TrustStore.from_jwks({"keys": [old_jwk, active_jwk]}, issuer=ISSUER)
-    header = json.loads(__import__("base64").urlsafe_b64decode(token.split(".")[0] + "=="))
+    header = json.loads(b64url_decode(token.split(".")[0]))
     assert header["kid"] == active.kid
     assert store.verify(token, now=NOW)["sub"] == "alice"
     assert signer.active_key(NOW + 100).kid == upcoming.kid

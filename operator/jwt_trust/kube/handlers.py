@@ -1,0 +1,879 @@
+"""The kopf entry point: ``kopf run -m jwt_trust.kube.handlers --all-namespaces``.
+
+Shape: one kopf daemon per Issuer and per TrustPolicy runs a loop "reconcile, then sleep until the
+plan's next event or until poked". Pokes come from label-selected informers (namespaces, our
+ConfigMaps and Secrets, Issuers, TrustPolicies), which are listed completely at start-up before any
+daemon acts. The decisions are pure (``issuers``, ``policies``); this module only reads, calls them and
+applies their result idempotently: a write happens only when the stored content differs.
+
+kopf keeps its bookkeeping in ``status.kopf`` and one finalizer (no annotations on users' objects), and
+its peering pauses every daemon on replicas that are not the leader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import kopf
+import yarl
+from prometheus_client import start_http_server
+
+from jwt_trust.projection import content_hash
+
+from . import metrics
+from .api import APIError, Credentials, KubeAPI, path
+from .informers import Informer, Key
+from .issuers import (
+    IssuerSpec,
+    SpecError,
+    iso,
+    load_stored,
+    parse_external_jwks,
+    parse_issuer_spec,
+    records_from_status,
+    secret_name,
+    status_keys,
+    step,
+    stored_public_keys,
+)
+from .policies import (
+    HASH_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_VALUE,
+    POLICY_LABEL,
+    Target,
+    parse_policy_spec,
+    plan_targets,
+    project,
+    published_kids,
+    too_large,
+)
+
+GROUP, VERSION = "jwt-trust.dev", "v1alpha1"
+ISSUER_LABEL = "jwt-trust.dev/issuer"
+FINALIZER = "jwt-trust.dev/finalizer"
+RESYNC_SECONDS = 600.0
+DEBOUNCE_SECONDS = 0.1
+OUR_LABEL = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
+
+log = logging.getLogger("jwt_trust.operator")
+
+
+@dataclass(frozen=True)
+class NamespaceSummary:
+    labels: tuple[tuple[str, str], ...]
+    terminating: bool
+
+
+@dataclass
+class Operator:
+    """Everything the daemons share in one process."""
+
+    api: KubeAPI
+    namespaces: Informer[NamespaceSummary]
+    configmaps: Informer[Target]
+    secrets: list[Informer[tuple[str, str]]]
+    issuers: Informer[dict[str, Any]]
+    policies: Informer[dict[str, Any]]
+    write_slots: asyncio.Semaphore
+    pokes: dict[tuple[str, str, str], asyncio.Event] = field(default_factory=dict)
+    reported: dict[tuple[str, str], str] = field(default_factory=dict)
+    fetched: dict[Key, tuple[float, str]] = field(default_factory=dict)
+    fetch_failures: dict[Key, int] = field(default_factory=dict)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def wake(self, kind: str, namespace: str, name: str) -> asyncio.Event:
+        return self.pokes.setdefault((kind, namespace, name), asyncio.Event())
+
+    def poke(self, kind: str, namespace: str, name: str) -> None:
+        self.wake(kind, namespace, name).set()
+
+    def poke_policies(self, issuer_ref: str | None = None) -> None:
+        for (_, name), body in self.policies.objects.items():
+            if issuer_ref is None or issuer_ref in _policy_refs(body):
+                self.poke("policy", "", name)
+
+    async def report(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        """Post an Event, once per distinct (object, reason, message) in a row."""
+        uid = str((obj.get("metadata") or {}).get("uid"))
+        if self.reported.get((uid, reason)) == message:
+            return
+        self.reported[(uid, reason)] = message
+        if type_ == "Warning":
+            metrics.FAILURES.labels(kind=str(obj.get("kind")), reason=reason).inc()
+        await self.api.event(obj, type_, reason, message)
+
+
+def _policy_refs(body: Mapping[str, Any]) -> set[str]:
+    return {f"{i.get('namespace')}/{i.get('name')}" for i in (body.get("spec") or {}).get("issuers") or ()}
+
+
+def _summarise_custom(obj: dict[str, Any]) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    status = {k: v for k, v in (obj.get("status") or {}).items() if k != "kopf"}
+    return {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "metadata": {k: meta.get(k) for k in ("name", "namespace", "uid", "generation", "deletionTimestamp")},
+        "spec": obj.get("spec") or {},
+        "status": status,
+    }
+
+
+def _summarise_namespace(obj: dict[str, Any]) -> NamespaceSummary:
+    meta = obj.get("metadata") or {}
+    terminating = (
+        bool(meta.get("deletionTimestamp")) or (obj.get("status") or {}).get("phase") == "Terminating"
+    )
+    return NamespaceSummary(tuple(sorted((meta.get("labels") or {}).items())), terminating)
+
+
+def _summarise_configmap(obj: dict[str, Any]) -> Target:
+    meta = obj.get("metadata") or {}
+    return Target(
+        namespace=str(meta.get("namespace")),
+        name=str(meta.get("name")),
+        policy=(meta.get("labels") or {}).get(POLICY_LABEL),
+        data_hash=content_hash(obj.get("data") or {}),
+    )
+
+
+def _summarise_secret(obj: dict[str, Any]) -> tuple[str, str]:
+    # Only a digest: private keys are not kept in the operator's memory between reconciliations.
+    meta = obj.get("metadata") or {}
+    digest = hashlib.sha256(json.dumps(obj.get("data") or {}, sort_keys=True).encode()).hexdigest()
+    return str((meta.get("labels") or {}).get(ISSUER_LABEL, "")), digest
+
+
+# --- start-up -------------------------------------------------------------------------------------
+
+
+def _credentials(info: kopf.ConnectionInfo) -> Credentials:
+    return Credentials(server=info.server, ssl_context=info.as_ssl_context(), headers=info.as_http_headers())
+
+
+def _login(
+    settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> kopf.ConnectionInfo:
+    # The in-cluster ServiceAccount first, then $KUBECONFIG: no Kubernetes client library needed.
+    info = kopf.login_with_service_account(settings=settings, logger=logger) or kopf.login_with_kubeconfig(
+        settings=settings, logger=logger
+    )
+    if info is None:
+        raise kopf.LoginError("no in-cluster ServiceAccount and no kubeconfig found")
+    return info
+
+
+@kopf.on.login()
+def login(
+    settings: kopf.OperatorSettings, logger: logging.Logger | logging.LoggerAdapter[Any], **_: Any
+) -> kopf.ConnectionInfo:
+    return _login(settings, logger)
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
+    settings.posting.enabled = False  # our own Events say what happened, once
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+
+    async def relogin() -> Credentials:
+        return _credentials(_login(settings, log))
+
+    api = KubeAPI(_credentials(_login(settings, log)), relogin=relogin)
+    secret_namespaces = [
+        ns for ns in os.environ.get("JWT_TRUST_SECRET_NAMESPACES", "").split(",") if ns.strip()
+    ]
+    operator: Operator
+
+    def on_namespace(key: Key, old: NamespaceSummary | None, new: NamespaceSummary | None) -> None:
+        operator.poke_policies()
+
+    def on_configmap(key: Key, old: Target | None, new: Target | None) -> None:
+        for target in (old, new):
+            if target is not None and target.policy:
+                operator.poke("policy", "", target.policy)
+
+    def on_secret(key: Key, old: tuple[str, str] | None, new: tuple[str, str] | None) -> None:
+        for summary in (old, new):
+            if summary is not None and summary[0]:
+                operator.poke("issuer", key[0], summary[0])
+
+    def on_issuer(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        operator.poke("issuer", key[0], key[1])
+        operator.poke_policies(f"{key[0]}/{key[1]}")
+
+    def on_policy(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
+        operator.poke("policy", "", key[1])
+        body: dict[str, Any] | None
+        for body in (old, new):
+            for ref in _policy_refs(body or {}):
+                namespace, _, name = ref.partition("/")
+                operator.poke("issuer", namespace, name)
+
+    secret_urls = [path("v1", "secrets", ns.strip()) for ns in secret_namespaces] or [path("v1", "secrets")]
+    operator = Operator(
+        api=api,
+        namespaces=Informer(api, path("v1", "namespaces"), _summarise_namespace, on_change=on_namespace),
+        configmaps=Informer(
+            api,
+            path("v1", "configmaps"),
+            _summarise_configmap,
+            label_selector=OUR_LABEL,
+            on_change=on_configmap,
+        ),
+        secrets=[
+            Informer(api, url, _summarise_secret, label_selector=OUR_LABEL, on_change=on_secret)
+            for url in secret_urls
+        ],
+        issuers=Informer(api, path(f"{GROUP}/{VERSION}", "issuers"), _summarise_custom, on_change=on_issuer),
+        policies=Informer(
+            api, path(f"{GROUP}/{VERSION}", "trustpolicies"), _summarise_custom, on_change=on_policy
+        ),
+        write_slots=asyncio.Semaphore(int(os.environ.get("JWT_TRUST_WRITE_CONCURRENCY", "16"))),
+    )
+    informers: list[Informer[Any]] = [
+        operator.namespaces,
+        operator.configmaps,
+        *operator.secrets,
+        operator.issuers,
+        operator.policies,
+    ]
+    # Complete caches before any daemon acts: a namespace missing from a half-filled cache would look
+    # unselected and lose its ConfigMap.
+    await asyncio.gather(*(informer.list() for informer in informers))
+    operator.tasks = [asyncio.create_task(informer.run()) for informer in informers]
+    memo.operator = operator
+
+    port = int(os.environ.get("JWT_TRUST_METRICS_PORT", "9090"))
+    if port:
+        start_http_server(port)
+    log.info(
+        "jwt-trust operator started: %d namespaces, %d issuers, %d policies, %d owned ConfigMaps",
+        len(operator.namespaces.objects),
+        len(operator.issuers.objects),
+        len(operator.policies.objects),
+        len(operator.configmaps.objects),
+    )
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    operator: Operator | None = getattr(memo, "operator", None)
+    if operator is None:
+        return
+    for task in operator.tasks:
+        task.cancel()
+    await asyncio.gather(*operator.tasks, return_exceptions=True)
+    await operator.api.close()
+
+
+# --- the daemons ----------------------------------------------------------------------------------
+
+
+async def _loop(
+    operator: Operator, kind: str, namespace: str, name: str, *, stopped: kopf.DaemonStopped, reconcile: Any
+) -> None:
+    wake = operator.wake(kind, namespace, name)
+    failures = 0
+    while not stopped:
+        wake.clear()
+        try:
+            wake_at = await reconcile(operator, namespace, name)
+            failures = 0
+        except (TimeoutError, APIError, aiohttp.ClientError, OSError) as error:
+            failures += 1
+            log.warning("%s %s/%s: reconciliation failed (%s); retrying", kind, namespace, name, error)
+            metrics.FAILURES.labels(kind=kind, reason=type(error).__name__).inc()
+            wake_at = time.time() + min(2.0**failures, 60.0)
+        delay = RESYNC_SECONDS if wake_at is None else min(max(wake_at - time.time(), 0.0), RESYNC_SECONDS)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=delay)
+        await asyncio.sleep(DEBOUNCE_SECONDS)  # coalesce a burst of pokes into one reconciliation
+
+
+@kopf.daemon(GROUP, VERSION, "issuers", cancellation_timeout=10.0)
+async def issuer_daemon(
+    namespace: str | None, name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any
+) -> None:
+    await _loop(memo.operator, "issuer", namespace or "", name, stopped=stopped, reconcile=reconcile_issuer)
+
+
+@kopf.daemon(GROUP, VERSION, "trustpolicies", cancellation_timeout=10.0)
+async def policy_daemon(name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    await _loop(memo.operator, "policy", "", name, stopped=stopped, reconcile=reconcile_policy)
+
+
+# --- Issuer ---------------------------------------------------------------------------------------
+
+
+def _condition(
+    status: bool, reason: str, message: str, generation: Any, previous: Mapping[str, Any]
+) -> dict[str, Any]:
+    old: Mapping[str, Any] = next(
+        (c for c in previous.get("conditions") or () if c.get("type") == "Ready"), {}
+    )
+    value = "True" if status else "False"
+    changed = old.get("status") != value
+    return {
+        "type": "Ready",
+        "status": value,
+        "reason": reason,
+        "message": message[:1024],
+        "observedGeneration": generation,
+        "lastTransitionTime": iso(int(time.time()))
+        if changed or not old.get("lastTransitionTime")
+        else old["lastTransitionTime"],
+    }
+
+
+async def _patch_status(
+    operator: Operator, body: Mapping[str, Any], url: str, status: dict[str, Any]
+) -> None:
+    current = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+    wanted = {**current, **status}
+    if wanted == current:
+        return
+    # Keys that vanished must be removed explicitly in a merge patch.
+    patch = {
+        **status,
+        **{k: None for k in current if k not in status and k in ("activeKeyID", "nextRotation")},
+    }
+    await operator.api.merge_patch(
+        f"{url}/status", {"status": patch}, resource=url.rsplit("/", 2)[-2] + "/status"
+    )
+
+
+async def _not_ready(
+    operator: Operator, body: Mapping[str, Any], url: str, error: SpecError, kind: str
+) -> None:
+    meta = body.get("metadata") or {}
+    log.warning(
+        "%s %s/%s not ready: %s: %s",
+        kind,
+        meta.get("namespace"),
+        meta.get("name"),
+        error.reason,
+        error.message,
+    )
+    status = body.get("status") or {}
+    await _patch_status(
+        operator,
+        body,
+        url,
+        {
+            "observedGeneration": meta.get("generation"),
+            "conditions": [_condition(False, error.reason, error.message, meta.get("generation"), status)],
+        },
+    )
+    await operator.report(body, "Warning", error.reason, error.message)
+
+
+def _secret_body(issuer: Mapping[str, Any], data: Mapping[str, bytes], spec: IssuerSpec) -> dict[str, Any]:
+    meta = issuer["metadata"]
+    metadata: dict[str, Any] = {
+        "name": secret_name(meta["name"]),
+        "namespace": meta["namespace"],
+        "labels": {MANAGED_BY: MANAGED_BY_VALUE, ISSUER_LABEL: meta["name"]},
+    }
+    if not spec.retain_secret:
+        metadata["ownerReferences"] = [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Issuer",
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": False,
+            }
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata,
+        "data": {key: base64.b64encode(value).decode() for key, value in sorted(data.items())},
+    }
+
+
+def _ours(obj: Mapping[str, Any]) -> bool:
+    """True for an object we created: our label, or an Apply entry of our field manager."""
+    meta = obj.get("metadata") or {}
+    if (meta.get("labels") or {}).get(MANAGED_BY) == MANAGED_BY_VALUE:
+        return True
+    return any(
+        entry.get("manager") == "jwt-trust" and entry.get("operation") == "Apply"
+        for entry in meta.get("managedFields") or ()
+    )
+
+
+async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> float | None:
+    body = operator.issuers.objects.get((namespace, name))
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    url = path(f"{GROUP}/{VERSION}", "issuers", namespace, name)
+    try:
+        spec = parse_issuer_spec(body["spec"])
+    except SpecError as error:
+        await _not_ready(operator, body, url, error, "Issuer")
+        return None
+    if spec.external is not None:
+        return await reconcile_external(operator, body, url, spec)
+
+    secret_url = path("v1", "secrets", namespace, secret_name(name))
+    secret = await operator.api.get(secret_url)
+    if secret is not None and not _ours(secret):
+        await _not_ready(
+            operator,
+            body,
+            url,
+            SpecError(
+                "SecretNotOwned",
+                f"Secret {secret_name(name)} exists and was not created by jwt-trust; not touched",
+            ),
+            "Issuer",
+        )
+        return None
+    data = {k: base64.b64decode(v) for k, v in (secret or {}).get("data", {}).items()} if secret else None
+    try:
+        stored = load_stored(data)
+    except SpecError as error:
+        await _not_ready(operator, body, url, error, "Issuer")
+        return None
+
+    ref = f"{namespace}/{name}"
+    trusting = [
+        p
+        for p in operator.policies.objects.values()
+        if ref in _policy_refs(p) and not p["metadata"].get("deletionTimestamp")
+    ]
+    published: set[str] | None = None
+    waiting_for: list[str] = []
+    for policy in trusting:
+        entry = next(
+            (e for e in (policy.get("status") or {}).get("publishedKeys") or () if e.get("issuer") == ref),
+            None,
+        )
+        kids = set(entry.get("kids") or ()) if entry else set()
+        published = kids if published is None else published & kids
+    status = body.get("status") or {}
+    now = int(time.time())
+    result = step(
+        now,
+        spec,
+        stored,
+        published or set(),
+        status_keys=stored_public_keys(status),
+        recorded=records_from_status(status) if stored is None else None,
+        has_targets=bool(trusting),
+    )
+    for record in result.records:
+        if record.published_at is None:
+            waiting_for = [
+                p["metadata"]["name"]
+                for p in trusting
+                if record.kid
+                not in {
+                    k
+                    for e in (p.get("status") or {}).get("publishedKeys") or ()
+                    if e.get("issuer") == ref
+                    for k in e.get("kids") or ()
+                }
+            ]
+
+    new_data = result.secret_data(spec)
+    if new_data != data or (secret is not None and _owner_mismatch(secret, spec)):
+        await operator.api.apply(
+            secret_url, _secret_body(body, new_data, spec), force=True, resource="secrets"
+        )
+
+    for kid in result.generated:
+        metrics.ROTATIONS.labels(issuer=ref).inc()
+        await operator.report(body, "Normal", "KeyGenerated", f"generated {spec.algorithm} key {kid}")
+    for type_, reason, message in result.events:
+        if reason == "KeyRevoked":
+            metrics.REVOCATIONS.labels(issuer=ref).inc()
+        await operator.report(body, type_, reason, message)
+
+    active = result.plan.active_kid
+    if active is not None:
+        ready = _condition(
+            True, "KeyActive", f"key {active} signs", body["metadata"].get("generation"), status
+        )
+    elif waiting_for:
+        ready = _condition(
+            False,
+            "AwaitingPublication",
+            f"the next key waits for TrustPolicies {', '.join(sorted(waiting_for))} to publish it",
+            body["metadata"].get("generation"),
+            status,
+        )
+    else:
+        upcoming = min((r.activates_at for r in result.records if r.activates_at is not None), default=None)
+        ready = _condition(
+            False,
+            "AwaitingActivation",
+            f"no key signs yet; the next key activates at {iso(upcoming)}"
+            if upcoming
+            else "no key signs yet",
+            body["metadata"].get("generation"),
+            status,
+        )
+    new_status: dict[str, Any] = {
+        "observedGeneration": body["metadata"].get("generation"),
+        "conditions": [ready],
+        "keys": status_keys(result.records, result.public_keys, now),
+    }
+    if active is not None:
+        new_status["activeKeyID"] = active
+    if result.plan.wake_at is not None:
+        new_status["nextRotation"] = iso(result.plan.wake_at)
+    await _patch_status(operator, body, url, new_status)
+
+    for state in ("pending", "next", "active", "retired"):
+        metrics.KEYS.labels(issuer=ref, state=state).set(
+            sum(1 for k in new_status["keys"] if k["state"] == state)
+        )
+    if result.plan.wake_at is not None:
+        metrics.SECONDS_TO_ROTATION.labels(issuer=ref).set(max(result.plan.wake_at - now, 0))
+    return None if result.plan.wake_at is None else float(result.plan.wake_at)
+
+
+def _owner_mismatch(secret: Mapping[str, Any], spec: IssuerSpec) -> bool:
+    owned = bool((secret.get("metadata") or {}).get("ownerReferences"))
+    return owned == spec.retain_secret
+
+
+# --- external issuers -----------------------------------------------------------------------------
+
+
+class FetchError(Exception):
+    pass
+
+
+async def fetch_jwks(
+    url: str, *, ca_bundle: str | None, timeout: float, max_bytes: int, max_redirects: int = 3
+) -> bytes:
+    """GET an https JWKS with certificate verification, a time and size limit, same-host redirects only."""
+    context = ssl.create_default_context(cadata=ca_bundle) if ca_bundle else ssl.create_default_context()
+    origin = urlsplit(url)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        for _ in range(max_redirects + 1):
+            parts = urlsplit(url)
+            if parts.scheme != "https":
+                raise FetchError(f"refusing non-https URL {url}")
+            if parts.hostname != origin.hostname:
+                raise FetchError(f"refusing redirect to another host ({parts.hostname})")
+            async with session.get(url, ssl=context, allow_redirects=False) as response:
+                if response.status in (301, 302, 303, 307, 308):
+                    location = response.headers.get("Location", "")
+                    url = str(response.url.join(yarl.URL(location)))
+                    continue
+                if response.status != 200:
+                    raise FetchError(f"HTTP {response.status} from {parts.hostname}")
+                if (response.content_length or 0) > max_bytes:
+                    raise FetchError(
+                        f"response of {response.content_length} bytes exceeds the limit of {max_bytes}"
+                    )
+                body = await response.content.read(max_bytes + 1)
+                if len(body) > max_bytes:
+                    raise FetchError(f"response exceeds the limit of {max_bytes} bytes")
+                return body
+        raise FetchError(f"more than {max_redirects} redirects")
+
+
+async def reconcile_external(
+    operator: Operator, body: Mapping[str, Any], url: str, spec: IssuerSpec
+) -> float | None:
+    external = spec.external
+    assert external is not None
+    meta = body["metadata"]
+    status = body.get("status") or {}
+    key = (meta["namespace"], meta["name"])
+    now = time.time()
+    wake_at: float | None = None
+    try:
+        if external.inline_jwks is not None:
+            keys = parse_external_jwks(dict(external.inline_jwks))
+            source = "inline JWKS"
+        else:
+            assert external.jwks_url is not None
+            fingerprint = hashlib.sha256(json.dumps(body["spec"], sort_keys=True).encode()).hexdigest()
+            last, last_spec = operator.fetched.get(key, (0.0, ""))
+            due = last + external.refresh_interval
+            if last_spec == fingerprint and now < due and status.get("keys"):
+                return due
+            try:
+                raw = await fetch_jwks(
+                    external.jwks_url,
+                    ca_bundle=external.ca_bundle,
+                    timeout=external.timeout,
+                    max_bytes=external.max_bytes,
+                )
+            except (TimeoutError, FetchError, aiohttp.ClientError, OSError, ValueError) as error:
+                raise SpecError(
+                    "JWKSFetchFailed",
+                    f"fetching {external.jwks_url} failed: {error}; the last good keys stay published",
+                ) from None
+            keys = parse_external_jwks(raw)
+            operator.fetched[key] = (now, fingerprint)
+            wake_at = now + external.refresh_interval
+            source = external.jwks_url
+    except SpecError as error:
+        await _not_ready(operator, body, url, error, "Issuer")
+        # Back off, but keep trying: the provider may come back.
+        failures = operator.fetch_failures[key] = operator.fetch_failures.get(key, 0) + 1
+        return now + min(float(external.refresh_interval), 5.0 * 2.0 ** min(failures, 6))
+    operator.fetch_failures.pop(key, None)
+    new_status: dict[str, Any] = {
+        "observedGeneration": meta.get("generation"),
+        "conditions": [
+            _condition(True, "JWKSLoaded", f"{len(keys)} keys from {source}", meta.get("generation"), status)
+        ],
+        "keys": [
+            {
+                "kid": jwk["kid"],
+                **({"alg": jwk["alg"]} if "alg" in jwk else {}),
+                "state": "external",
+                "publicKey": jwk,
+            }
+            for jwk in keys
+        ],
+    }
+    if new_status["keys"] != status.get("keys"):
+        # Written only when the keys change, so a steady provider costs no writes.
+        new_status["jwksUpdatedAt"] = iso(int(now))
+        await operator.report(body, "Normal", "JWKSUpdated", f"{len(keys)} keys from {source}")
+    await _patch_status(operator, body, url, new_status)
+    operator.reported.pop((str(meta.get("uid")), "JWKSFetchFailed"), None)
+    return wake_at
+
+
+# --- TrustPolicy ----------------------------------------------------------------------------------
+
+
+def _configmap_body(
+    policy: Mapping[str, Any], namespace: str, name: str, data: Mapping[str, str]
+) -> dict[str, Any]:
+    meta = policy["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {MANAGED_BY: MANAGED_BY_VALUE, POLICY_LABEL: meta["name"]},
+            "annotations": {HASH_ANNOTATION: content_hash(data)},
+            # A cluster-scoped owner: the garbage collector cleans up even if the operator is gone.
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{GROUP}/{VERSION}",
+                    "kind": "TrustPolicy",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "data": dict(data),
+    }
+
+
+async def _write_target(
+    operator: Operator,
+    policy: Mapping[str, Any],
+    namespace: str,
+    name: str,
+    data: Mapping[str, str],
+    *,
+    known: bool,
+) -> tuple[str, str] | None:
+    """Apply one target; returns (reason, message) when it could not be written."""
+    url = path("v1", "configmaps", namespace, name)
+    async with operator.write_slots:
+        try:
+            if not known:
+                existing = await operator.api.get(url)
+                if existing is not None and not _ours(existing):
+                    return (
+                        "TargetNotOwned",
+                        f"ConfigMap {namespace}/{name} exists and is not managed by jwt-trust; left alone",
+                    )
+            written = await operator.api.apply(
+                url, _configmap_body(policy, namespace, name, data), force=True, resource="configmaps"
+            )
+        except APIError as error:
+            return "WriteFailed", f"ConfigMap {namespace}/{name}: {error}"
+        except (TimeoutError, aiohttp.ClientError) as error:
+            return "WriteFailed", f"ConfigMap {namespace}/{name}: {error!r}"
+    # Record what we wrote now, so a reconciliation that runs before the watch event arrives does not
+    # write the same content again.
+    operator.configmaps.objects[(namespace, name)] = _summarise_configmap(written)
+    return None
+
+
+async def _delete_target(operator: Operator, namespace: str, name: str) -> tuple[str, str] | None:
+    async with operator.write_slots:
+        try:
+            await operator.api.delete(path("v1", "configmaps", namespace, name), resource="configmaps")
+        except (TimeoutError, APIError, aiohttp.ClientError) as error:
+            return "DeleteFailed", f"ConfigMap {namespace}/{name}: {error!r}"
+    operator.configmaps.objects.pop((namespace, name), None)
+    return None
+
+
+async def reconcile_policy(operator: Operator, _namespace: str, name: str) -> float | None:
+    body = operator.policies.objects.get(("", name))
+    if body is None or body["metadata"].get("deletionTimestamp"):
+        return None
+    url = path(f"{GROUP}/{VERSION}", "trustpolicies", None, name)
+    try:
+        spec = parse_policy_spec(name, body["spec"])
+    except SpecError as error:
+        await _not_ready(operator, body, url, error, "TrustPolicy")
+        return None
+    now = int(time.time())
+    issuers = {
+        f"{ns}/{n}": obj
+        for (ns, n), obj in operator.issuers.objects.items()
+        if not obj["metadata"].get("deletionTimestamp")
+    }
+    projection = project(spec, issuers, now)
+    status = body.get("status") or {}
+    revision = int(status.get("revision") or 0)
+    if status.get("contentHash") != projection.unhashed:
+        revision += 1
+    data = projection.data(revision)
+    if too_large(data):
+        await _not_ready(
+            operator,
+            body,
+            url,
+            SpecError(
+                "ProjectionTooLarge", "the projected ConfigMap would exceed 1 MiB; nothing was written"
+            ),
+            "TrustPolicy",
+        )
+        return None
+    wanted = content_hash(data)
+    namespaces = {
+        ns: dict(s.labels) for (_, ns), s in operator.namespaces.objects.items() if not s.terminating
+    }
+    matched, actions = plan_targets(spec, namespaces, operator.configmaps.objects.values(), wanted)
+
+    jobs = []
+    for (namespace, target), action in sorted(actions.items()):
+        if action == "apply":
+            known = (namespace, target) in operator.configmaps.objects
+            jobs.append((namespace, _write_target(operator, body, namespace, target, data, known=known)))
+        elif action == "delete":
+            jobs.append((namespace, _delete_target(operator, namespace, target)))
+    outcomes = await asyncio.gather(*(job for _, job in jobs))
+    failed = {
+        namespace: outcome
+        for (namespace, _), outcome in zip(jobs, outcomes, strict=True)
+        if outcome is not None
+    }
+    for (namespace, _), action in actions.items():
+        if action == "conflict":
+            failed[namespace] = (
+                "TargetOwnedByAnotherPolicy",
+                f"ConfigMap {namespace}/{spec.target_name} belongs to another TrustPolicy; left alone",
+            )
+    not_ours = {
+        ns for ns, (reason, _) in failed.items() if reason in ("TargetNotOwned", "TargetOwnedByAnotherPolicy")
+    }
+    synced = [ns for ns in matched if ns not in failed]
+    write_failures = {ns: f for ns, f in failed.items() if ns not in not_ours and ns in matched}
+
+    # A key counts as published only when every target we are responsible for holds it; targets owned
+    # by someone else never had our keys, so they do not hold rotation back.
+    if write_failures:
+        previous = {e.get("issuer"): set(e.get("kids") or ()) for e in status.get("publishedKeys") or ()}
+        current = published_kids(projection)
+        published = [
+            {"issuer": e["issuer"], "kids": sorted(previous.get(e["issuer"], set()) & set(e["kids"]))}
+            for e in current
+        ]
+    else:
+        published = published_kids(projection)
+
+    generation = body["metadata"].get("generation")
+    if projection.missing_issuers:
+        reason, message, ok = (
+            "IssuerNotFound",
+            f"Issuers not found: {', '.join(projection.missing_issuers)}",
+            False,
+        )
+    elif failed:
+        first = sorted(failed.items())[0]
+        reason, message, ok = (
+            first[1][0],
+            f"{len(failed)} of {len(matched)} namespaces not synced; first: {first[1][1]}",
+            False,
+        )
+    else:
+        reason, message, ok = "Synced", f"{len(synced)} namespaces hold revision {revision}", True
+    if not ok:
+        await operator.report(body, "Warning", reason, message)
+    for _namespace, (fail_reason, fail_message) in sorted(failed.items())[:5]:
+        await operator.report(body, "Warning", fail_reason, fail_message)
+    new_status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": [_condition(ok, reason, message, generation, status)],
+        "matchedNamespaces": len(matched),
+        "syncedNamespaces": len(synced),
+        "failedNamespaces": [
+            {"namespace": ns, "reason": r, "message": m} for ns, (r, m) in sorted(failed.items())[:100]
+        ],
+        "revision": revision,
+        "contentHash": projection.unhashed,
+        "publishedKeys": published,
+    }
+    await _patch_status(operator, body, url, new_status)
+    metrics.MATCHED.labels(policy=name).set(len(matched))
+    metrics.SYNCED.labels(policy=name).set(len(synced))
+    # Retry failed writes with a backoff; otherwise sleep until poked (or the periodic resync).
+    return now + 5.0 if write_failures else None
+
+
+@kopf.on.delete(GROUP, VERSION, "trustpolicies")
+async def policy_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
+    operator: Operator = memo.operator
+    items, _version = await operator.api.list(
+        path("v1", "configmaps"), label_selector=f"{OUR_LABEL},{POLICY_LABEL}={name}"
+    )
+    for item in items:
+        meta = item["metadata"]
+        await _delete_target(operator, meta["namespace"], meta["name"])
+    log.info("TrustPolicy %s deleted: removed %d ConfigMaps", name, len(items))
+
+
+@kopf.on.delete(GROUP, VERSION, "issuers")
+async def issuer_deleted(
+    namespace: str | None, name: str, spec: kopf.Spec, memo: kopf.Memo, **_: Any
+) -> None:
+    operator: Operator = memo.operator
+    if spec.get("deletionPolicy") == "Retain":
+        # Drop our ownerReference so the garbage collector keeps the Secret.
+        url = path("v1", "secrets", namespace, secret_name(name))
+        with contextlib.suppress(APIError):
+            await operator.api.merge_patch(url, {"metadata": {"ownerReferences": None}}, resource="secrets")
+    operator.poke_policies(f"{namespace}/{name}")

@@ -1,0 +1,398 @@
+"""Issuer decisions: spec parsing, one reconciliation step of a generated issuer, external JWKS, status.
+
+Pure: no I/O, no clock, no kopf. The handler reads the Issuer, its Secret and the policies' progress,
+calls :func:`step`, and writes what it returns (the Secret first, then the status), so that a key is in
+the Secret before any policy publishes it and published everywhere before any signer uses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from jwt_trust.algorithms import normalise_algorithm
+from jwt_trust.errors import InvalidKey, SigningError
+from jwt_trust.keys import PrivateKey, generate_private_key, public_jwk, public_key_from_jwk, thumbprint
+from jwt_trust.rotation import (
+    KeyRecord,
+    OnRevoke,
+    Plan,
+    RotationSpec,
+    key_state,
+    mark_published,
+    parse_duration,
+    plan,
+)
+from jwt_trust.signer import SigningKeys, render_secret_data
+
+SECRET_SUFFIX = "-signing-keys"  # noqa: S105 (a name, not a password)
+MAX_EXTERNAL_KEYS = 64
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+class SpecError(ValueError):
+    """A spec the schema could not refuse; ``reason`` becomes the Ready condition's reason."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ExternalSpec:
+    jwks_url: str | None
+    inline_jwks: Mapping[str, Any] | None
+    ca_bundle: str | None
+    refresh_interval: int
+    timeout: int
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class IssuerSpec:
+    issuer: str
+    algorithm: str
+    rsa_bits: int
+    rotation: RotationSpec
+    revoked_kids: frozenset[str]
+    revoked_jtis: tuple[tuple[str, int], ...]
+    revocation_mode: OnRevoke
+    retain_secret: bool
+    external: ExternalSpec | None
+
+
+def secret_name(issuer_name: str) -> str:
+    return f"{issuer_name}{SECRET_SUFFIX}"
+
+
+def _duration(section: Mapping[str, Any], name: str, default: str, where: str) -> int:
+    try:
+        return parse_duration(str(section.get(name, default)))
+    except ValueError as error:
+        raise SpecError("InvalidDuration", f"{where}.{name}: {error}") from None
+
+
+def _epoch(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
+
+
+def parse_issuer_spec(spec: Mapping[str, Any]) -> IssuerSpec:
+    """Validate what the CRD schema cannot (or what an older CRD let through)."""
+    issuer = spec.get("issuer")
+    if not isinstance(issuer, str) or not issuer:
+        raise SpecError("InvalidIssuer", "spec.issuer must be a non-empty URL or URN")
+    try:
+        algorithm = normalise_algorithm(str(spec.get("algorithm", "ES256")))
+    except ValueError as error:
+        raise SpecError("UnsupportedAlgorithm", str(error)) from None
+    rsa_bits = int(spec.get("rsaKeySize", 3072))
+    if rsa_bits not in (2048, 3072, 4096):
+        raise SpecError("InvalidKeySize", f"spec.rsaKeySize must be 2048, 3072 or 4096, not {rsa_bits}")
+    rotation_section = spec.get("rotation") or {}
+    rotation = RotationSpec(
+        every=_duration(rotation_section, "every", "24h", "spec.rotation"),
+        max_token_lifetime=_duration(rotation_section, "maxTokenLifetime", "1h", "spec.rotation"),
+        propagation=_duration(rotation_section, "propagation", "5m", "spec.rotation"),
+        leeway=_duration(rotation_section, "leeway", "60s", "spec.rotation"),
+        margin=_duration(rotation_section, "margin", "5m", "spec.rotation"),
+    )
+    if problems := rotation.problems():
+        raise SpecError("InvalidRotation", "; ".join(problems))
+    revoked_jtis = []
+    for entry in spec.get("revokedTokens") or ():
+        try:
+            revoked_jtis.append((str(entry["jti"]), _epoch(str(entry["expiresAt"]))))
+        except (KeyError, TypeError, ValueError):
+            raise SpecError(
+                "InvalidRevokedToken",
+                f"spec.revokedTokens entry {entry!r} needs jti and an RFC 3339 expiresAt",
+            ) from None
+    mode = spec.get("revocationMode", "Pause")
+    if mode not in ("Pause", "Immediate"):
+        raise SpecError(
+            "InvalidRevocationMode", f"spec.revocationMode must be Pause or Immediate, not {mode!r}"
+        )
+    external = None
+    if (section := spec.get("external")) is not None:
+        url, inline = section.get("jwksURL"), section.get("jwks")
+        if (url is None) == (inline is None):
+            raise SpecError("InvalidExternal", "spec.external needs exactly one of jwksURL and jwks")
+        if url is not None and not str(url).startswith("https://"):
+            raise SpecError("InvalidExternal", "spec.external.jwksURL must use https")
+        external = ExternalSpec(
+            jwks_url=url,
+            inline_jwks=inline,
+            ca_bundle=section.get("caBundle") or None,
+            refresh_interval=max(_duration(section, "refreshInterval", "5m", "spec.external"), 10),
+            timeout=max(_duration(section, "timeout", "10s", "spec.external"), 1),
+            max_bytes=int(section.get("maxBytes", 262144)),
+        )
+    return IssuerSpec(
+        issuer=issuer,
+        algorithm=algorithm,
+        rsa_bits=rsa_bits,
+        rotation=rotation,
+        revoked_kids=frozenset(str(kid) for kid in spec.get("revokedKeys") or ()),
+        revoked_jtis=tuple(revoked_jtis),
+        revocation_mode=mode,
+        retain_secret=spec.get("deletionPolicy", "Delete") == "Retain",
+        external=external,
+    )
+
+
+@dataclass
+class Step:
+    """The result of one reconciliation step of a generated issuer."""
+
+    records: tuple[KeyRecord, ...]
+    private_keys: dict[str, PrivateKey]
+    public_keys: dict[str, dict[str, str]]
+    plan: Plan
+    generated: list[str] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+
+    def secret_data(self, spec: IssuerSpec) -> dict[str, bytes]:
+        return render_secret_data(
+            issuer=spec.issuer,
+            max_token_lifetime=spec.rotation.max_token_lifetime,
+            records=self.records,
+            private_keys=self.private_keys,
+        )
+
+
+def stored_public_keys(status: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """The public JWKs the status already publishes, by kid (what the policies project)."""
+    found: dict[str, dict[str, str]] = {}
+    for entry in status.get("keys") or ():
+        jwk = entry.get("publicKey") if isinstance(entry, Mapping) else None
+        if isinstance(jwk, Mapping) and isinstance(jwk.get("kid"), str):
+            found[jwk["kid"]] = {str(k): str(v) for k, v in jwk.items()}
+    return found
+
+
+def step(
+    now: int,
+    spec: IssuerSpec,
+    stored: SigningKeys | None,
+    published: Collection[str],
+    *,
+    status_keys: Mapping[str, dict[str, str]] | None = None,
+    recorded: Sequence[KeyRecord] | None = None,
+    has_targets: bool = True,
+) -> Step:
+    """Plan the key set of a generated issuer at ``now`` and generate at most one key.
+
+    ``published`` holds the kids that every target of every policy trusting this issuer has written;
+    when no policy trusts the issuer (``has_targets`` False) a key counts as published when created.
+    A record whose private key is missing from the Secret (someone deleted the Secret, say) can no
+    longer sign: it is retired now and stays published until the tokens a stale signer may still
+    mint with it have expired.
+    """
+    # Without a Secret (deleted by hand) the status still holds every record and public key.
+    records: list[KeyRecord] = list(stored.records) if stored else list(recorded or ())
+    private_keys: dict[str, PrivateKey] = dict(stored.private_keys) if stored else {}
+    public_keys = dict(status_keys or {})
+    events: list[tuple[str, str, str]] = []
+    for kid, key in private_keys.items():
+        record = next((r for r in records if r.kid == kid), None)
+        if record is not None:
+            public_keys[kid] = public_jwk(key.public_key(), record.alg)
+
+    records = _retire_lost(now, records, private_keys, spec.rotation, events)
+    records = list(_mark(records, published, now, has_targets=has_targets))
+    result = plan(now, records, spec.rotation, revoked=spec.revoked_kids, on_revoke=spec.revocation_mode)
+    generated: list[str] = []
+    if result.generate:
+        key = generate_private_key(spec.algorithm, rsa_bits=spec.rsa_bits)
+        jwk = public_jwk(key.public_key(), spec.algorithm)
+        kid = jwk["kid"]
+        private_keys[kid] = key
+        public_keys[kid] = jwk
+        generated.append(kid)
+        records = [*result.keys, KeyRecord(kid=kid, alg=spec.algorithm, created_at=now)]
+        records = list(_mark(records, published, now, has_targets=has_targets))
+        result = plan(now, records, spec.rotation, revoked=spec.revoked_kids, on_revoke=spec.revocation_mode)
+        result = dataclasses.replace(result, removed=tuple(dict.fromkeys((*result.removed,))))
+    for kid in result.removed:
+        private_keys.pop(kid, None)
+        public_keys.pop(kid, None)
+        reason = "KeyRevoked" if kid in spec.revoked_kids else "KeyRemoved"
+        events.append(("Warning" if reason == "KeyRevoked" else "Normal", reason, f"key {kid} withdrawn"))
+    before = {r.kid: r for r in (stored.records if stored else recorded or ())}
+    for record in result.keys:
+        old = before.get(record.kid)
+        if record.activates_at is not None and (old is None or old.activates_at is None):
+            when = _iso(record.activates_at)
+            events.append(("Normal", "KeyScheduled", f"key {record.kid} activates at {when}"))
+    kept = {r.kid for r in result.keys}
+    return Step(
+        records=result.keys,
+        private_keys={kid: key for kid, key in private_keys.items() if kid in kept},
+        public_keys={kid: jwk for kid, jwk in public_keys.items() if kid in kept},
+        plan=result,
+        generated=generated,
+        events=events,
+    )
+
+
+def _mark(
+    records: Sequence[KeyRecord], published: Collection[str], now: int, *, has_targets: bool
+) -> tuple[KeyRecord, ...]:
+    kids = {r.kid for r in records} if not has_targets else set(published)
+    return mark_published(records, kids, now)
+
+
+def _retire_lost(
+    now: int,
+    records: list[KeyRecord],
+    private_keys: Mapping[str, PrivateKey],
+    rotation: RotationSpec,
+    events: list[tuple[str, str, str]],
+) -> list[KeyRecord]:
+    kept: list[KeyRecord] = []
+    for record in records:
+        if record.kid in private_keys:
+            kept.append(record)
+            continue
+        state = key_state(record, now)
+        if state in ("pending", "next"):
+            events.append(
+                ("Warning", "KeyLost", f"private key {record.kid} is missing; it never signed, dropped")
+            )
+            continue
+        if state == "active" or record.retires_at is None:
+            kept.append(
+                dataclasses.replace(
+                    record,
+                    retires_at=now,
+                    remove_at=now
+                    + rotation.propagation
+                    + rotation.max_token_lifetime
+                    + rotation.leeway
+                    + rotation.margin,
+                )
+            )
+            events.append(
+                ("Warning", "KeyLost", f"private key {record.kid} is missing; retired, stays published")
+            )
+            continue
+        kept.append(record)
+    return kept
+
+
+def _iso(epoch: int) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso(epoch: int | None) -> str | None:
+    return None if epoch is None else _iso(epoch)
+
+
+def status_keys(
+    records: Sequence[KeyRecord], public_keys: Mapping[str, dict[str, str]], now: int
+) -> list[dict[str, Any]]:
+    """The ``status.keys`` list: every record that still has a public key, with its timestamps."""
+    out: list[dict[str, Any]] = []
+    for record in sorted(records, key=lambda r: (r.created_at, r.kid)):
+        jwk = public_keys.get(record.kid)
+        if jwk is None:
+            continue
+        entry: dict[str, Any] = {
+            "kid": record.kid,
+            "alg": record.alg,
+            "state": key_state(record, now),
+            "createdAt": _iso(record.created_at),
+            "publicKey": jwk,
+        }
+        for name, value in (
+            ("publishedAt", record.published_at),
+            ("activatesAt", record.activates_at),
+            ("retiresAt", record.retires_at),
+            ("removeAt", record.remove_at),
+        ):
+            if value is not None:
+                entry[name] = _iso(value)
+        out.append(entry)
+    return out
+
+
+def records_from_status(status: Mapping[str, Any]) -> list[KeyRecord]:
+    """The key records kept in ``status.keys`` (used only when the Secret has disappeared)."""
+    records: list[KeyRecord] = []
+    for entry in status.get("keys") or ():
+        try:
+            if entry.get("state") == "external":
+                continue
+
+            def when(name: str, entry: Mapping[str, Any] = entry) -> int | None:
+                value = entry.get(name)
+                return None if value is None else _epoch(str(value))
+
+            records.append(
+                KeyRecord(
+                    kid=str(entry["kid"]),
+                    alg=str(entry["alg"]),
+                    created_at=_epoch(str(entry["createdAt"])),
+                    published_at=when("publishedAt"),
+                    activates_at=when("activatesAt"),
+                    retires_at=when("retiresAt"),
+                    remove_at=when("removeAt"),
+                )
+            )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            continue
+    return records
+
+
+def parse_external_jwks(
+    raw: bytes | Mapping[str, Any], *, max_keys: int = MAX_EXTERNAL_KEYS
+) -> list[dict[str, str]]:
+    """Validate an external JWK Set: public signature keys only, each importable; kid filled in if absent.
+
+    Raises :class:`SpecError` (reason ``InvalidJWKS``) for anything that is not a usable public JWK Set;
+    a private member anywhere refuses the whole set, since publishing it would leak a private key.
+    """
+    try:
+        document = json.loads(raw) if isinstance(raw, bytes | bytearray) else raw
+    except ValueError as error:
+        raise SpecError("InvalidJWKS", f"JWKS is not JSON: {error}") from None
+    keys = document.get("keys") if isinstance(document, Mapping) else None
+    if not isinstance(keys, list):
+        raise SpecError("InvalidJWKS", "JWKS must be an object with a 'keys' array")
+    if len(keys) > max_keys:
+        raise SpecError("InvalidJWKS", f"JWKS has {len(keys)} keys; at most {max_keys} are accepted")
+    out: list[dict[str, str]] = []
+    for index, jwk in enumerate(keys):
+        if not isinstance(jwk, Mapping):
+            raise SpecError("InvalidJWKS", f"JWKS key #{index} is not an object")
+        if _PRIVATE_MEMBERS & set(jwk):
+            raise SpecError(
+                "InvalidJWKS", f"JWKS key #{index} contains private or symmetric key material; refused"
+            )
+        if jwk.get("use", "sig") != "sig":
+            continue
+        try:
+            public_key_from_jwk(jwk)
+        except (InvalidKey, ValueError, TypeError, KeyError) as error:
+            raise SpecError("InvalidJWKS", f"JWKS key #{index} is not a usable public key: {error}") from None
+        cleaned = {str(k): str(v) for k, v in jwk.items() if isinstance(v, str)}
+        cleaned.setdefault("kid", thumbprint(cleaned))
+        out.append(cleaned)
+    if not out:
+        raise SpecError("InvalidJWKS", "JWKS has no usable signature keys")
+    return out
+
+
+def load_stored(data: Mapping[str, bytes] | None) -> SigningKeys | None:
+    """Parse the Secret's data, or None when it is absent; a corrupt Secret raises SpecError."""
+    if not data:
+        return None
+    try:
+        return SigningKeys.from_secret_data(data)
+    except (SigningError, ValueError) as error:
+        raise SpecError("CorruptSecret", f"the signing-key Secret cannot be read: {error}") from None

@@ -1,0 +1,251 @@
+"""The operator end to end: Issuer → Secret, TrustPolicy → ConfigMaps, and everything around them.
+
+Every test runs against the real control plane with the operator as a separate process under the
+chart's RBAC. Times are seconds-scale (see ``FAST_ROTATION``) so that rotations happen during a test.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from support import FAST_ROTATION, Kube, issuer, policy, wait_for
+
+from jwt_trust.errors import InvalidAudience
+from jwt_trust.projection import JWKS_FILE, parse_trust_files
+from jwt_trust.signer import KEYS_FILE, Signer
+from jwt_trust.testing.operator import OperatorProcess
+from jwt_trust.verifier import TrustStore
+
+pytestmark = pytest.mark.e2e
+
+
+def _ready(kube: Kube, *args: str) -> bool:
+    condition = kube.condition(*args)
+    return condition is not None and condition["status"] == "True"
+
+
+def _label() -> dict[str, str]:
+    return {"e2e.jwt-trust.dev/group": uuid.uuid4().hex[:12]}
+
+
+def test_issuer_gets_a_secret_with_active_and_next_keys_and_reports_ready(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    ns = kube.namespace()
+    kube.apply(issuer(ns, "signing", rotation=FAST_ROTATION))
+    kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/signing", "-n", ns, "--timeout=60s")
+
+    status = (kube.get("issuer", "signing", "-n", ns) or {})["status"]
+    data = wait_for(lambda: kube.secret(ns, "signing-signing-keys"), what="the signing-key Secret")
+    signer = Signer.from_secret_data(data)
+    assert status["activeKeyID"] == signer.active_key().kid
+    states = wait_for(
+        lambda: (
+            {k["state"] for k in (kube.get("issuer", "signing", "-n", ns) or {})["status"]["keys"]}
+            >= {"active", "next"}
+            and {k["state"] for k in (kube.get("issuer", "signing", "-n", ns) or {})["status"]["keys"]}
+        ),
+        what="an active and a next key",
+    )
+    assert {"active", "next"} <= states
+    secret = kube.get("secret", "signing-signing-keys", "-n", ns) or {}
+    assert secret["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "jwt-trust"
+    assert secret["metadata"]["ownerReferences"][0]["kind"] == "Issuer"
+    assert KEYS_FILE in data
+    # Our bookkeeping lives in status and one finalizer: no annotation is added to the user's object.
+    meta = (kube.get("issuer", "signing", "-n", ns) or {})["metadata"]
+    assert not [a for a in meta.get("annotations") or {} if "kopf" in a or "jwt-trust" in a]
+
+
+def test_policy_projects_public_keys_only_into_matching_namespaces(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    labels = _label()
+    home = kube.namespace()
+    selected = [kube.namespace(labels) for _ in range(3)]
+    unselected = kube.namespace({"other": "label"})
+    kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    kube.apply(policy(name, [(home, "idp")], labels, verification={"audiences": ["api://orders"]}))
+    wait_for(lambda: _ready(kube, "trustpolicy", name), what="the policy to be Ready")
+    wait_for(lambda: _ready(kube, "issuer", "idp", "-n", home), what="the issuer to be Ready", timeout=60)
+
+    for ns in selected:
+        files = wait_for(lambda ns=ns: kube.configmap(ns, name), what=f"ConfigMap in {ns}")
+        jwks = json.loads(files[JWKS_FILE])
+        assert jwks["keys"], "the JWKS must not be empty"
+        for jwk in jwks["keys"]:
+            assert not {"d", "p", "q", "dp", "dq", "qi", "k"} & set(jwk), "private member in a projected JWK"
+            assert (jwk["use"], jwk["alg"]) == ("sig", "ES256")
+            assert jwk["kid"]
+    assert kube.configmap(unselected, name) is None
+    assert kube.configmap(home, name) is None
+
+    # A token from the Secret verifies offline from the ConfigMap read back from the API.
+    signer = Signer.from_secret_data(wait_for(lambda: kube.secret(home, "idp-signing-keys")))
+    token = wait_for(lambda: _mint(signer, "api://orders"), what="an active key")
+    trust, _revision = parse_trust_files(wait_for(lambda: kube.configmap(selected[0], name)))
+    store = TrustStore.from_trust(trust)
+    assert store.verify(token)["iss"] == f"https://idp.{home}.example"
+    with pytest.raises(InvalidAudience):
+        store.verify(_mint(signer, "api://billing") or "")
+
+    status = (kube.get("trustpolicy", name) or {})["status"]
+    assert (status["matchedNamespaces"], status["syncedNamespaces"]) == (3, 3)
+
+
+def _mint(signer: Signer, audience: str) -> str | None:
+    from jwt_trust.errors import NoActiveKey
+
+    try:
+        return signer.mint(subject="alice", audience=audience)
+    except NoActiveKey:
+        return None
+
+
+def test_namespaces_coming_matching_and_unmatching_gain_and_lose_the_configmap(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    labels = _label()
+    home = kube.namespace()
+    kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    kube.apply(policy(name, [(home, "idp")], labels))
+    wait_for(lambda: _ready(kube, "trustpolicy", name), what="the policy to be Ready")
+
+    newcomer = kube.namespace(labels)
+    wait_for(lambda: kube.configmap(newcomer, name), timeout=10, what="ConfigMap in a new namespace")
+
+    late = kube.namespace()
+    assert kube.configmap(late, name) is None
+    kube.plane.kubectl("label", "namespace", late, *(f"{k}={v}" for k, v in labels.items()))
+    wait_for(lambda: kube.configmap(late, name), timeout=10, what="ConfigMap after labelling")
+
+    kube.plane.kubectl("label", "namespace", newcomer, *(f"{k}-" for k in labels))
+    wait_for(
+        lambda: kube.configmap(newcomer, name) is None, timeout=10, what="ConfigMap removed after unlabelling"
+    )
+    wait_for(
+        lambda: (kube.get("trustpolicy", name) or {})["status"]["matchedNamespaces"] == 1,
+        what="matched count 1",
+    )
+
+
+def test_edited_or_deleted_targets_are_restored(operator: OperatorProcess, kube: Kube) -> None:
+    labels = _label()
+    home, target = kube.namespace(), kube.namespace(labels)
+    kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    kube.apply(policy(name, [(home, "idp")], labels))
+    original = wait_for(lambda: _ready(kube, "trustpolicy", name) and kube.configmap(target, name))
+    revision = parse_trust_files(original)[1]
+
+    kube.plane.kubectl(
+        "patch",
+        "configmap",
+        name,
+        "-n",
+        target,
+        "--type=merge",
+        "-p",
+        json.dumps({"data": {JWKS_FILE: '{"keys":[]}'}}),
+    )
+    wait_for(
+        lambda: json.loads((kube.configmap(target, name) or {}).get(JWKS_FILE, b"{}")).get("keys"),
+        timeout=10,
+        what="edited JWKS restored",
+    )
+
+    kube.plane.kubectl("delete", "configmap", name, "-n", target)
+    restored = wait_for(lambda: kube.configmap(target, name), timeout=10, what="deleted ConfigMap restored")
+    assert parse_trust_files(restored)[1] >= revision
+
+
+def test_a_same_named_configmap_we_do_not_own_is_left_alone_and_reported(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    labels = _label()
+    home, target = kube.namespace(), kube.namespace(labels)
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    foreign = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": target},
+        "data": {"mine": "yes"},
+    }
+    kube.apply(foreign)
+    kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
+    kube.apply(policy(name, [(home, "idp")], labels))
+
+    condition = wait_for(
+        lambda: (c := kube.condition("trustpolicy", name)) and c["reason"] == "TargetNotOwned" and c,
+        what="TargetNotOwned",
+    )
+    assert condition["status"] == "False"
+    assert kube.configmap(target, name) == {"mine": b"yes"}
+    wait_for(
+        lambda: any(e["reason"] == "TargetNotOwned" for e in kube.events("default", name)),
+        what="a TargetNotOwned Event",
+    )
+
+
+def test_deleting_a_policy_removes_its_configmaps(operator: OperatorProcess, kube: Kube) -> None:
+    labels = _label()
+    home = kube.namespace()
+    targets = [kube.namespace(labels) for _ in range(2)]
+    kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    kube.apply(policy(name, [(home, "idp")], labels))
+    for ns in targets:
+        wait_for(lambda ns=ns: kube.configmap(ns, name), what="ConfigMap")
+    kube.plane.kubectl("delete", "trustpolicy", name, "--timeout=30s")
+    for ns in targets:
+        assert kube.configmap(ns, name) is None
+
+
+def test_deleting_an_issuer_withdraws_its_keys_and_retain_keeps_the_secret(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    labels = _label()
+    home, target = kube.namespace(), kube.namespace(labels)
+    kube.apply(
+        issuer(home, "keep", rotation=FAST_ROTATION, deletionPolicy="Retain"),
+        issuer(home, "drop", rotation=FAST_ROTATION),
+    )
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    kube.apply(policy(name, [(home, "keep"), (home, "drop")], labels))
+    wait_for(lambda: _ready(kube, "trustpolicy", name))
+    files = wait_for(lambda: kube.configmap(target, name))
+    assert f"issuer.{home}.drop.jwks.json" in files
+
+    kube.plane.kubectl("delete", "issuer", "drop", "-n", home, "--timeout=30s")
+    wait_for(
+        lambda: f"issuer.{home}.drop.jwks.json" not in (kube.configmap(target, name) or {}),
+        what="keys withdrawn",
+    )
+    trust, _ = parse_trust_files(kube.configmap(target, name) or {})
+    assert [i.ref for i in trust.issuers] == [f"{home}/keep"]
+
+    kube.plane.kubectl("delete", "issuer", "keep", "-n", home, "--timeout=30s")
+    wait_for(lambda: kube.get("issuer", "keep", "-n", home) is None)
+    secret = kube.get("secret", "keep-signing-keys", "-n", home)
+    assert secret is not None
+    assert not secret["metadata"].get("ownerReferences")
+    wait_for(
+        lambda: kube.get("secret", "drop-signing-keys", "-n", home) is None,
+        what="the garbage collector to delete the Secret",
+    )
+
+
+def test_metrics_and_liveness_endpoints_answer(operator: OperatorProcess, kube: Kube) -> None:
+    assert operator.healthy()
+    text = operator.metrics()
+    for metric in (
+        "jwt_trust_api_writes_total",
+        "jwt_trust_keys",
+        "jwt_trust_namespaces_matched",
+        "jwt_trust_seconds_to_next_rotation",
+    ):
+        assert metric in text, metric

@@ -216,8 +216,10 @@ def step(
         generated.append(kid)
         records = [*result.keys, KeyRecord(kid=kid, alg=spec.algorithm, created_at=now)]
         records = list(_mark(records, published, now, has_targets=has_targets))
+        first_removed = result.removed
         result = plan(now, records, spec.rotation, revoked=spec.revoked_kids, on_revoke=spec.revocation_mode)
-        result = dataclasses.replace(result, removed=tuple(dict.fromkeys((*result.removed,))))
+        # The first plan already dropped what it removed; keep that in the result so it is reported.
+        result = dataclasses.replace(result, removed=tuple(dict.fromkeys((*first_removed, *result.removed))))
     for kid in result.removed:
         private_keys.pop(kid, None)
         public_keys.pop(kid, None)

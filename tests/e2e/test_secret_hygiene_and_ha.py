@@ -1,0 +1,102 @@
+"""Private keys never leave their Secret, and several replicas run with exactly one active.
+
+The hygiene test runs late in the session (this module sorts after the other operator tests), so it
+scans everything the operator wrote or logged during them: every ConfigMap, every Event, every Issuer
+and TrustPolicy status, and the operator's logs, for any private key held in any signing Secret and
+for private-key markers in general.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import uuid
+
+import pytest
+from support import FAST_ROTATION, Kube, issuer, policy, wait_for
+
+from jwt_trust.signer import SigningKeys
+from jwt_trust.testing.operator import OperatorProcess
+
+pytestmark = pytest.mark.e2e
+
+PRIVATE_MARKERS = re.compile(r"PRIVATE KEY|\"d\"\s*:|\"p\"\s*:|\"q\"\s*:|\"dp\"\s*:|\"k\"\s*:")
+
+
+def _private_fragments(kube: Kube) -> set[str]:
+    """Distinctive pieces of every private key in every signing Secret (PEM body lines)."""
+    listing = kube.get("secrets", "-A", "-l", "app.kubernetes.io/managed-by=jwt-trust") or {}
+    fragments: set[str] = set()
+    for item in listing.get("items") or []:
+        data = {k: base64.b64decode(v) for k, v in (item.get("data") or {}).items()}
+        keys = SigningKeys.from_secret_data(data)
+        for kid in keys.private_keys:
+            pem = data[f"{kid}.pem"].decode()
+            fragments.update(line for line in pem.splitlines() if len(line) >= 40 and "-----" not in line)
+    return fragments
+
+
+def test_no_private_key_material_in_configmaps_events_statuses_or_logs(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    fragments = _private_fragments(kube)
+    assert fragments, "the session should have created signing keys to look for"
+    haystacks = {
+        "configmaps": json.dumps(kube.get("configmaps", "-A") or {}),
+        "events": json.dumps(kube.get("events", "-A") or {}),
+        "issuers": json.dumps(kube.get("issuers", "-A") or {}),
+        "trustpolicies": json.dumps(kube.get("trustpolicies") or {}),
+        "operator logs": operator.logs(),
+    }
+    for where, text in haystacks.items():
+        leaked = [f for f in fragments if f in text]
+        assert not leaked, f"private key material found in {where}"
+        if where != "operator logs":
+            assert not PRIVATE_MARKERS.search(text.replace('"d":"c2VjcmV0"', "")), (
+                f"private-key marker in {where}"
+            )
+
+
+def _writes(process: OperatorProcess, resource: str) -> float:
+    total = 0.0
+    for line in process.metrics().splitlines():
+        if line.startswith("jwt_trust_api_writes_total{") and f'resource="{resource}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_two_peered_replicas_have_exactly_one_active_and_the_standby_takes_over(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    kube.apply({"apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "jwt-trust"}})
+    operator.stop()
+    leader = OperatorProcess(
+        kube.plane, operator.workdir / "leader", operator.kubeconfig, peering="jwt-trust", priority=100
+    )
+    standby = OperatorProcess(
+        kube.plane, operator.workdir / "standby", operator.kubeconfig, peering="jwt-trust", priority=10
+    )
+    try:
+        leader.start()
+        standby.start()
+        labels = {"e2e.jwt-trust.dev/group": uuid.uuid4().hex[:12]}
+        home = kube.namespace()
+        first = kube.namespace(labels)
+        kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
+        name = f"p-{uuid.uuid4().hex[:8]}"
+        kube.apply(policy(name, [(home, "idp")], labels))
+        wait_for(lambda: kube.configmap(first, name), timeout=30, what="the leader to project")
+        time.sleep(2)
+        assert _writes(leader, "configmaps") >= 1
+        assert _writes(standby, "configmaps") == 0, "the standby wrote while the leader was active"
+
+        leader.stop()  # a clean exit withdraws the leader from the peering
+        second = kube.namespace(labels)
+        wait_for(lambda: kube.configmap(second, name), timeout=60, what="the standby to take over")
+        assert _writes(standby, "configmaps") >= 1
+    finally:
+        leader.stop()
+        standby.stop()
+        operator.start()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The main job, end to end on this machine: a local control plane, a signing key, the trust projected
-# into a namespace as a ConfigMap, a token minted and then verified offline from the ConfigMap's content.
-# Until the operator lands (issue 4), this script writes the projected ConfigMap itself, with the same
-# library code the operator will use (jwt_trust.projection).
+# The main job, end to end on this machine, each step printed: a local control plane; the CRDs installed
+# with kubectl apply; the operator running as the Helm chart's ServiceAccount; the examples applied (an
+# Issuer, a TrustPolicy, labelled namespaces); a token minted with the key the operator generated, and
+# verified offline from the ConfigMap the operator projected.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/venv.sh
@@ -18,46 +18,52 @@ eval "$(jwt-trust dev-cluster env)"
 [ "${KEEP_CLUSTER:-0}" = 1 ] || trap 'jwt-trust dev-cluster down' EXIT
 kubectl version
 
+step "3. install the CRDs (kubectl apply -f crds/)"
+kubectl apply -f crds/
+kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
+kubectl explain issuer.spec.rotation | sed -n '1,12p'
+
+step "4. run the operator as the chart's ServiceAccount with the chart's ClusterRole"
+jwt-trust dev-cluster operator
+
+step "5. apply the examples: namespaces, an Issuer, a TrustPolicy"
+kubectl apply -f examples/namespaces.yaml -f examples/issuer.yaml -f examples/trustpolicy.yaml
+# The local control plane has no kubelet, so mounted copies cannot lag: seconds are a safe propagation
+# delay here (on a real cluster keep the 5m of the example).
+kubectl patch issuer orders-issuer -n identity --type merge \
+  -p '{"spec":{"rotation":{"propagation":"2s","margin":"2s","every":"1h"}}}'
+
+step "6. wait until the first key is published everywhere and activates (propagation + margin)"
+kubectl wait --for=condition=Ready issuer/orders-issuer -n identity --timeout=120s
+kubectl wait --for=condition=Ready trustpolicy/orders-api --timeout=60s
+kubectl get issuers,trustpolicies -A
+kubectl get configmaps -A -l app.kubernetes.io/managed-by=jwt-trust
+
 WORK=$(mktemp -d)
-step "3. a signing key for issuer https://issuer.demo.example (ES256)"
-jwt-trust keygen --alg ES256 --issuer https://issuer.demo.example --out "$WORK/signing-keys" --jwks-out "$WORK/jwks.json"
-cat "$WORK/jwks.json"
+step "7. a signer's view: the Secret the operator keeps (private keys, never printed)"
+mkdir -p "$WORK/signing-keys" "$WORK/mounted"
+kubectl get secret orders-issuer-signing-keys -n identity -o json | python -c '
+import base64, json, pathlib, sys
+for name, value in json.load(sys.stdin)["data"].items():
+    pathlib.Path(sys.argv[1], name).write_bytes(base64.b64decode(value))' "$WORK/signing-keys"
+ls "$WORK/signing-keys" | sed 's/\.pem$/.pem (private key, stays in the Secret)/'
 
-step "4. project the public trust into namespace team-a as ConfigMap demo-trust"
-kubectl create namespace team-a --dry-run=client -o yaml | kubectl apply -f -
-kubectl label namespace team-a jwt-trust.dev/trust=demo --overwrite
-python - "$WORK/jwks.json" > "$WORK/configmap.json" <<'PY'
-import json, sys
-from jwt_trust.projection import IssuerTrust, PolicyTrust, content_hash, render_configmap_data
-keys = tuple(json.load(open(sys.argv[1]))["keys"])
-trust = PolicyTrust(policy="demo-trust", audiences=("api://orders",), algorithms=("ES256",),
-                    issuers=(IssuerTrust(ref="demo/issuer", issuer="https://issuer.demo.example", keys=keys),))
-data = render_configmap_data(trust, revision=1)
-print(json.dumps({"apiVersion": "v1", "kind": "ConfigMap",
-                  "metadata": {"name": "demo-trust", "namespace": "team-a",
-                               "labels": {"app.kubernetes.io/managed-by": "jwt-trust", "jwt-trust.dev/policy": "demo-trust"},
-                               "annotations": {"jwt-trust.dev/content-hash": content_hash(data)}},
-                  "data": data}))
-PY
-kubectl apply --server-side --field-manager=jwt-trust -f "$WORK/configmap.json"
-
-step "5. read the ConfigMap back from the API, as a mounted volume would present it"
-mkdir -p "$WORK/mounted"
-kubectl get configmap demo-trust -n team-a -o json | python -c '
+step "8. a workload's view: the projected ConfigMap in namespace orders, as a mounted volume presents it"
+kubectl get configmap orders-api-trust -n orders -o json | python -c '
 import json, pathlib, sys
 for name, text in json.load(sys.stdin)["data"].items():
     pathlib.Path(sys.argv[1], name).write_text(text)' "$WORK/mounted"
-ls "$WORK/mounted"
+ls "$WORK/mounted"; python -m json.tool "$WORK/mounted/jwks.json"
 
-step "6. mint a token with the signing key"
+step "9. mint a token with the active key"
 TOKEN=$(jwt-trust mint --key-dir "$WORK/signing-keys" --subject alice --audience api://orders --lifetime 300)
 echo "$TOKEN"
 
-step "7. verify it offline from the projected files (no network, no IdP)"
+step "10. verify it offline from the projected files (no network, no IdP)"
 jwt-trust verify "$TOKEN" --trust-dir "$WORK/mounted" --audience api://orders
 
-step "8. a token for another audience is rejected"
+step "11. a token for another audience is rejected"
 OTHER=$(jwt-trust mint --key-dir "$WORK/signing-keys" --subject alice --audience api://billing --lifetime 300)
 if jwt-trust verify "$OTHER" --trust-dir "$WORK/mounted" --audience api://orders; then echo "UNEXPECTED: accepted"; exit 1; fi
 rm -rf "$WORK"
-step "done: token verified offline from the projected ConfigMap"
+step "done: a token signed with an operator-managed key, verified offline from the projected ConfigMap"

@@ -82,7 +82,12 @@ def main_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--jwks-out", type=Path, help="where to write the public JWKS (default: stdout)")
 
     cluster = commands.add_parser("dev-cluster", help="a local kube-apiserver + etcd for the demo and tests")
-    cluster.add_argument("action", choices=["up", "env", "down"])
+    cluster.add_argument(
+        "action",
+        choices=["up", "operator", "env", "down"],
+        help="up: start the control plane; operator: also install the CRDs and the chart's RBAC and run the "
+        "operator as its ServiceAccount; env: shell exports; down: stop everything",
+    )
     cluster.add_argument(
         "--state-dir", type=Path, help="default: $JWT_TRUST_DEV_DIR or ~/.cache/jwt-trust/dev-cluster"
     )
@@ -210,9 +215,20 @@ def _dev_cluster(args: argparse.Namespace) -> int:
     if args.action == "up":
         plane = cluster.dev_up(state_dir)
         print(f"control plane ready at https://127.0.0.1:{plane.api_port} (kubeconfig {plane.kubeconfig})")
+    elif args.action == "operator":
+        from .testing import operator  # noqa: PLC0415
+
+        process = operator.dev_operator_up(state_dir)
+        print(
+            f"operator running as ServiceAccount {operator.NAMESPACE}/{operator.SERVICE_ACCOUNT}"
+            f" (log {process.log_path})"
+        )
     elif args.action == "env":
         print(cluster.dev_env(state_dir))
     else:
+        from .testing import operator  # noqa: PLC0415
+
+        operator.dev_operator_down(state_dir)
         cluster.dev_down(state_dir)
     return EXIT_OK
 

@@ -11,20 +11,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jwt_trust.testing.cluster import ControlPlane, find_repo_root
-from jwt_trust.testing.operator import render_chart
+from jwt_trust.testing.cluster import ControlPlane
+from jwt_trust.testing.operator import chart_rbac
 
 T = TypeVar("T")
 
 
 def operator_rbac(plane: ControlPlane) -> str:
     """The ServiceAccount and RBAC objects exactly as the Helm chart renders them."""
-    override = os.environ.get("JWT_TRUST_TEST_RBAC")
-    if override:
-        return Path(override).read_text()
-    chart = find_repo_root() / "charts" / "jwt-trust" / "templates"
-    show = [f"templates/{name}" for name in ("serviceaccount.yaml", "rbac.yaml") if (chart / name).exists()]
-    return render_chart(plane, show_only=show)
+    override = os.environ.get("JWT_TRUST_TEST_RBAC")  # only while the chart is being written
+    return Path(override).read_text() if override else chart_rbac(plane)
 
 
 def wait_for(

@@ -9,6 +9,8 @@ Standard library only (plus :mod:`jwt_trust.testing.cluster`).
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -151,3 +153,46 @@ class OperatorProcess:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.kill()
+
+
+def chart_rbac(plane: ControlPlane, namespace: str = NAMESPACE) -> str:
+    """The operator's ServiceAccount and RBAC objects exactly as the Helm chart renders them."""
+    return render_chart(
+        plane, namespace=namespace, show_only=["templates/serviceaccount.yaml", "templates/rbac.yaml"]
+    )
+
+
+def dev_operator_up(state_dir: Path) -> OperatorProcess:
+    """Install the CRDs and the chart's RBAC into the dev cluster and start the operator, detached.
+
+    The operator runs as the chart's ServiceAccount; its pid and log are recorded in
+    ``state_dir/operator.json`` so that :func:`dev_operator_down` can stop it from another command.
+    """
+    from .cluster import dev_up  # noqa: PLC0415 - a dev-only path
+
+    dev_operator_down(state_dir)
+    plane = dev_up(state_dir)
+    workdir = Path(state_dir) / "operator"
+    kubeconfig = install(plane, workdir, rbac_yaml=chart_rbac(plane))
+    process = OperatorProcess(plane, workdir, kubeconfig)
+    process.start()
+    assert process.process is not None
+    state = {"pid": process.process.pid, "log": str(process.log_path), "metrics_port": process.metrics_port}
+    (Path(state_dir) / "operator.json").write_text(json.dumps(state) + "\n")
+    return process
+
+
+def dev_operator_down(state_dir: Path) -> None:
+    """Stop the operator started by :func:`dev_operator_up`, if it still runs."""
+    path = Path(state_dir) / "operator.json"
+    if not path.is_file():
+        return
+    pid = int(json.loads(path.read_text())["pid"])
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            os.killpg(pid, 0)
+            time.sleep(0.2)
+        os.killpg(pid, signal.SIGKILL)
+    path.unlink(missing_ok=True)

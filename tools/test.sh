@@ -11,6 +11,9 @@ BIN_DIR=$(bash tools/k8s-bins/build.sh)
 export PATH="$BIN_DIR:$PATH"
 echo "$BIN_DIR"
 
+echo "== interop helpers (Go and Node verifiers, cached by content hash)"
+bash tests/interop/build.sh
+
 echo "== ruff";   ruff check operator tests benchmarks
 echo "== mypy";   mypy
 echo "== import contract (the offline library imports only cryptography)"; lint-imports

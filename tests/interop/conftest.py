@@ -32,25 +32,26 @@ class Matrix:
             self.notes.append(text)
 
     def render(self) -> list[str]:
+        """One table per direction (cells show "ok", "n/a" or "FAIL"), then the details and notes."""
         lines: list[str] = []
-        for direction in dict.fromkeys(key[0] for key in self.cells):
-            algs = list(dict.fromkeys(key[1] for key in self.cells if key[0] == direction))
-            libraries = list(dict.fromkeys(key[2] for key in self.cells if key[0] == direction))
-            widths = [max(len(lib), 4) for lib in libraries]
-            lines.append(direction)
-            lines.append("  " + "alg".ljust(7) + "  ".join(lib.ljust(w) for lib, w in zip(libraries, widths)))
+        for direction in dict.fromkeys(d for d, _, _ in self.cells):
+            algs = list(dict.fromkeys(alg for d, alg, _ in self.cells if d == direction))
+            libraries = list(dict.fromkeys(lib for d, _, lib in self.cells if d == direction))
+            rows = [["alg", *libraries]]
             for alg in algs:
-                row = [
-                    self.cells.get((direction, alg, lib), "-").split(":")[0].ljust(w)
-                    for lib, w in zip(libraries, widths)
-                ]
-                lines.append("  " + alg.ljust(7) + "  ".join(row))
-            details = [
+                outcomes = (self.cells.get((direction, alg, lib), "-") for lib in libraries)
+                rows.append([alg, *(outcome.split(":")[0] for outcome in outcomes)])
+            widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+            lines.append(direction)
+            for row in rows:
+                lines.append(
+                    ("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))).rstrip()
+                )
+            lines.extend(
                 f"  {alg} × {lib}: {outcome}"
                 for (d, alg, lib), outcome in self.cells.items()
                 if d == direction and outcome != "ok"
-            ]
-            lines.extend(details)
+            )
             lines.append("")
         lines.extend(f"note: {text}" for text in self.notes)
         return lines

@@ -101,6 +101,8 @@ class KubeAPI:
                 payload = await response.read()
                 if response.status >= 400:
                     raise _error(response.status, payload)
+                if response.content_type != "application/json":
+                    return payload.decode()  # /metrics and other plain-text endpoints
                 return json.loads(payload) if payload else None
         raise APIError(401, "Unauthorized", "credentials rejected twice")
 

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,7 @@ class Operator:
     reported: dict[tuple[str, str], str] = field(default_factory=dict)
     fetched: dict[Key, tuple[float, str]] = field(default_factory=dict)
     fetch_failures: dict[Key, int] = field(default_factory=dict)
+    stale_since: dict[str, float] = field(default_factory=dict)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def wake(self, kind: str, namespace: str, name: str) -> asyncio.Event:
@@ -713,6 +714,8 @@ async def reconcile_policy(operator: Operator, _namespace: str, name: str) -> fl
         await _not_ready(operator, body, url, error, "TrustPolicy")
         return None
     now = int(time.time())
+    if (retry_at := _issuers_settling(operator, spec.issuer_refs)) is not None:
+        return retry_at
     issuers = {
         f"{ns}/{n}": obj
         for (ns, n), obj in operator.issuers.objects.items()
@@ -815,6 +818,30 @@ async def reconcile_policy(operator: Operator, _namespace: str, name: str) -> fl
     metrics.SYNCED.labels(policy=name).set(len(synced))
     # Retry failed writes with a backoff; otherwise sleep until poked (or the periodic resync).
     return now + 5.0 if write_failures else None
+
+
+ISSUER_SETTLE_SECONDS = 5.0
+
+
+def _issuers_settling(operator: Operator, refs: Iterable[str]) -> float | None:
+    """When a named Issuer's spec changed and it has not reconciled yet, the time to look again.
+
+    Projecting it now would write twice (once for the spec, once for the keys its reconciliation is
+    about to produce), so the policy waits, but at most ISSUER_SETTLE_SECONDS: a revocation must not
+    be held back by an Issuer that cannot reconcile.
+    """
+    now = time.time()
+    waiting = False
+    for ref in refs:
+        namespace, _, name = ref.partition("/")
+        body = operator.issuers.objects.get((namespace, name))
+        meta = (body or {}).get("metadata") or {}
+        if body is None or meta.get("generation") == (body.get("status") or {}).get("observedGeneration"):
+            operator.stale_since.pop(ref, None)
+            continue
+        since = operator.stale_since.setdefault(ref, now)
+        waiting = waiting or now - since < ISSUER_SETTLE_SECONDS
+    return now + 0.2 if waiting else None
 
 
 @kopf.on.delete(GROUP, VERSION, "trustpolicies")

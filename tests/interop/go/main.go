@@ -64,7 +64,7 @@ type signRequest struct {
 }
 
 type job struct {
-	Verify []verifyCase   `json:"verify"`
+	Verify []verifyCase  `json:"verify"`
 	Sign   []signRequest `json:"sign"`
 }
 

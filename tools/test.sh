@@ -14,7 +14,7 @@ echo "$BIN_DIR"
 echo "== interop helpers (Go and Node verifiers, cached by content hash)"
 bash tests/interop/build.sh
 
-echo "== ruff";   ruff check operator tests benchmarks
+echo "== ruff";   ruff check operator tests benchmarks tools
 echo "== mypy";   mypy
 echo "== import contract (the offline library imports only cryptography)"; lint-imports
 echo "== pytest"; python -m pytest "$@"

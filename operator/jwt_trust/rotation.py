@@ -273,10 +273,7 @@ def plan(
     generate = not waiting and len(keys) < MAX_KEYS
 
     future = [
-        t
-        for r in keys
-        for t in (r.activates_at, r.retires_at, r.remove_at)
-        if t is not None and t > now
+        t for r in keys for t in (r.activates_at, r.retires_at, r.remove_at) if t is not None and t > now
     ]
     active = signing_key(keys, now)
     return Plan(

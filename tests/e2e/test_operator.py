@@ -7,7 +7,9 @@ chart's RBAC. Times are seconds-scale (see ``FAST_ROTATION``) so that rotations 
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from typing import Any
 
 import pytest
 from support import FAST_ROTATION, Kube, issuer, policy, wait_for
@@ -249,3 +251,76 @@ def test_metrics_and_liveness_endpoints_answer(operator: OperatorProcess, kube: 
         "jwt_trust_seconds_to_next_rotation",
     ):
         assert metric in text, metric
+
+
+FREEZE_LABEL = "e2e.jwt-trust.dev/freeze-configmaps"
+
+
+def _configmap_freeze() -> list[dict[str, Any]]:
+    selector = {"matchLabels": {FREEZE_LABEL: "yes"}}
+    rules = [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE", "UPDATE"],
+            "resources": ["configmaps"],
+        }
+    ]
+    return [
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": "e2e-freeze-configmaps"},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {"resourceRules": rules},
+                "validations": [
+                    {"expression": "false", "message": "ConfigMaps are frozen in this namespace"}
+                ],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": "e2e-freeze-configmaps"},
+            "spec": {
+                "policyName": "e2e-freeze-configmaps",
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": selector},
+            },
+        },
+    ]
+
+
+def test_a_key_does_not_activate_until_every_target_has_been_written(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    labels = _label()
+    home, blocked = kube.namespace(), kube.namespace(labels)
+    # An admission policy that refuses every ConfigMap write in this namespace while it carries a label.
+    kube.apply(*_configmap_freeze())
+    kube.plane.kubectl("label", "namespace", blocked, f"{FREEZE_LABEL}=yes")
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    kube.apply(policy(name, [(home, "idp")], labels))
+    kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
+
+    wait_for(
+        lambda: (c := kube.condition("trustpolicy", name)) and c["reason"] == "WriteFailed",
+        what="WriteFailed",
+    )
+    condition = wait_for(
+        lambda: (
+            (c := kube.condition("issuer", "idp", "-n", home)) and c["reason"] == "AwaitingPublication" and c
+        )
+    )
+    assert name in condition["message"]
+    time.sleep(6)  # well past P + M: still nothing may sign
+    keys = (kube.get("issuer", "idp", "-n", home) or {})["status"]["keys"]
+    assert [k["state"] for k in keys] == ["pending"]
+
+    kube.plane.kubectl("label", "namespace", blocked, f"{FREEZE_LABEL}-")
+    wait_for(lambda: kube.configmap(blocked, name), timeout=20, what="the write to succeed once allowed")
+    kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/idp", "-n", home, "--timeout=30s")
+    keys = (kube.get("issuer", "idp", "-n", home) or {})["status"]["keys"]
+    first = keys[0]
+    assert first["activatesAt"] >= first["publishedAt"]

@@ -5,14 +5,19 @@ from __future__ import annotations
 import base64
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from jwt_trust.errors import InvalidToken, NoActiveKey
+from jwt_trust.projection import parse_trust_files
+from jwt_trust.signer import Signer
 from jwt_trust.testing.cluster import ControlPlane
 from jwt_trust.testing.operator import chart_rbac
+from jwt_trust.verifier import TrustStore
 
 T = TypeVar("T")
 
@@ -112,3 +117,109 @@ def policy(name: str, issuers: list[tuple[str, str]], labels: dict[str, str], **
 
 
 FAST_ROTATION = {"every": "6s", "maxTokenLifetime": "4s", "propagation": "2s", "leeway": "1s", "margin": "2s"}
+
+
+class InvariantMonitor:
+    """Checks the product's invariant continuously while a test injects faults.
+
+    A recorder thread polls the issuer's Secret and a projected ConfigMap (both in ``namespace``); a
+    checker thread signs with copies of the Secret and verifies every unexpired token with copies of
+    the ConfigMap, each both fresh and ``propagation`` seconds old (the oldest copy a workload may
+    hold). Every rejection of a valid token is a failure; "no active key" is counted as a pause.
+    """
+
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        secret: str,
+        configmap: str,
+        *,
+        audience: str,
+        propagation: float,
+        lifetime: int,
+    ) -> None:
+        self.kube, self.namespace, self.secret, self.configmap = kube, namespace, secret, configmap
+        self.audience, self.propagation, self.lifetime = audience, propagation, lifetime
+        self.snapshots: list[tuple[float, dict[str, bytes], dict[str, bytes]]] = []
+        self.failures: list[str] = []
+        self.kids: set[str] = set()
+        self.minted = 0
+        self.verified = 0
+        self.paused = 0
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._record, daemon=True),
+            threading.Thread(target=self._check, daemon=True),
+        ]
+
+    def __enter__(self) -> InvariantMonitor:
+        self._threads[0].start()
+        wait_for(lambda: self.copies(time.time(), self.propagation + 0.5), timeout=30, what="a copy P old")
+        self._threads[1].start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def copies(self, now: float, age: float) -> tuple[dict[str, bytes], dict[str, bytes]] | None:
+        """The newest snapshot taken at least ``age`` seconds before ``now``."""
+        older = [s for s in self.snapshots if s[0] <= now - age]
+        return (older[-1][1], older[-1][2]) if older else None
+
+    def _record(self) -> None:
+        while not self._stop.is_set():
+            result = self.kube.plane.kubectl(
+                "get",
+                f"secret/{self.secret}",
+                f"configmap/{self.configmap}",
+                "-n",
+                self.namespace,
+                "-o",
+                "json",
+                check=False,
+            )
+            if result.returncode == 0:
+                items = {item["kind"]: item for item in json.loads(result.stdout)["items"]}
+                if {"Secret", "ConfigMap"} <= items.keys():
+                    secret = {k: base64.b64decode(v) for k, v in (items["Secret"].get("data") or {}).items()}
+                    configmap = {k: v.encode() for k, v in (items["ConfigMap"].get("data") or {}).items()}
+                    self.snapshots.append((time.time(), secret, configmap))
+            time.sleep(0.1)
+
+    def _check(self) -> None:
+        tokens: list[tuple[str, int]] = []
+        while not self._stop.is_set():
+            now = time.time()
+            for age in (0.0, self.propagation):
+                copies = self.copies(now, age)
+                if copies is None:
+                    continue
+                try:
+                    tokens.append(
+                        (
+                            Signer.from_secret_data(copies[0]).mint(subject="svc", audience=self.audience),
+                            int(now) + self.lifetime,
+                        )
+                    )
+                    self.minted += 1
+                except NoActiveKey:
+                    self.paused += 1
+            for age in (0.0, self.propagation):
+                copies = self.copies(now, age)
+                if copies is None:
+                    continue
+                store = TrustStore.from_trust(parse_trust_files(copies[1])[0])
+                for token, exp in tokens:
+                    if exp + 1 <= time.time():
+                        continue  # expired beyond the leeway: rejection is correct
+                    try:
+                        store.verify(token)
+                        self.verified += 1
+                        self.kids.add(json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"])
+                    except InvalidToken as error:
+                        self.failures.append(f"{type(error).__name__}: {error} (copy {age}s old)")
+            tokens = [(t, exp) for t, exp in tokens if exp + 1 > time.time()]
+            time.sleep(0.3)

@@ -118,6 +118,8 @@ class ControlPlane:
     pids: list[int]
     # Popen handles exist only in the process that started the cluster; they let stop() reap children.
     _procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False, compare=False)
+    # The command line of each component by name, so a test can restart one (fault injection).
+    _argv: dict[str, tuple[int, list[str]]] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def server(self) -> str:
@@ -182,6 +184,18 @@ class ControlPlane:
     def healthy(self) -> bool:
         """True if every process is alive and the API server answers ``/readyz``."""
         return all(_alive(pid) for pid in self.pids) and _readyz(self.api_port, self.ca_file)
+
+    def restart(self, name: str, *, timeout: float = 60.0) -> None:
+        """Stop one component (``kube-apiserver``, ``etcd``, ...) and start it again with the same flags.
+
+        Only for a control plane started in this process. Waits until the API server is ready again.
+        """
+        if name not in self._argv:
+            raise ControlPlaneError(f"no component {name!r} started by this process")
+        pid, argv = self._argv[name]
+        _terminate_group(pid, self._procs.pop(pid, None))
+        _spawn(self, name, argv)
+        _wait_for(lambda: _readyz(self.api_port, self.ca_file), time.monotonic() + timeout, self, f"{name} restart")
 
     def stop(self) -> None:
         """Terminate every process group (newest first), wait, SIGKILL stragglers, drop the etcd data."""
@@ -423,8 +437,13 @@ def _spawn(plane: ControlPlane, name: str, argv: list[str]) -> None:
             cwd=plane.workdir,
             start_new_session=True,  # its own process group, so stop() can signal the whole group
         )
-    plane.pids.append(proc.pid)
+    previous = plane._argv.get(name)
+    if previous is not None and previous[0] in plane.pids:
+        plane.pids[plane.pids.index(previous[0])] = proc.pid  # a restart keeps the start order
+    else:
+        plane.pids.append(proc.pid)
     plane._procs[proc.pid] = proc
+    plane._argv[name] = (proc.pid, argv)
 
 
 def _alive(pid: int) -> bool:

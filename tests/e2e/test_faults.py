@@ -1,0 +1,141 @@
+"""Fault injection: crashes, an API server restart, a racing writer, a deleted Secret.
+
+After each fault: no key that a live token needs is lost (the invariant monitor sees zero failures for
+valid tokens) and the state converges (Issuer and TrustPolicy Ready, the target holding the content
+the policy's status describes).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+
+import pytest
+from support import Kube, wait_for
+from test_rotation import monitor, rotating_setup
+
+from jwt_trust.projection import JWKS_FILE, content_hash
+from jwt_trust.testing.operator import OperatorProcess
+
+pytestmark = pytest.mark.e2e
+
+SEED = 20261129
+KILLS = 20
+
+
+def _converged(kube: Kube, ns: str, name: str) -> None:
+    kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/rotating", "-n", ns, "--timeout=60s")
+    kube.plane.kubectl("wait", "--for=condition=Ready", f"trustpolicy/{name}", "--timeout=60s")
+    keys = (kube.get("issuer", "rotating", "-n", ns) or {})["status"]["keys"]
+    assert 1 <= len(keys) <= 5
+
+    def target_matches_status() -> bool:
+        files = kube.configmap(ns, name) or {}
+        published = {k["kid"] for k in json.loads(files.get(JWKS_FILE, b'{"keys":[]}'))["keys"]}
+        status = {k["kid"] for k in (kube.get("issuer", "rotating", "-n", ns) or {})["status"]["keys"]}
+        return published == status
+
+    wait_for(target_matches_status, timeout=30, what="the ConfigMap to hold exactly the issuer's keys")
+
+
+def test_killing_the_operator_at_random_points_of_rotations_loses_no_needed_key(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    ns, name = rotating_setup(kube, "kill")
+    chance = random.Random(SEED)
+    with monitor(kube, ns, name) as watch:
+        for _ in range(KILLS):
+            time.sleep(chance.uniform(0.2, 3.0))
+            operator.kill()
+            time.sleep(chance.uniform(0.0, 1.0))
+            operator.start()
+        time.sleep(8)
+    assert watch.failures == [], watch.failures[:5]
+    assert watch.verified > 100
+    _converged(kube, ns, name)
+
+
+def test_restarting_the_api_server_during_a_rotation_loses_no_needed_key(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    ns, name = rotating_setup(kube, "apiserver")
+    with monitor(kube, ns, name) as watch:
+        time.sleep(4)
+        kube.plane.restart("kube-apiserver")
+        time.sleep(15)
+    assert watch.failures == [], watch.failures[:5]
+    assert operator.process is not None
+    assert operator.process.poll() is None, "the operator died with the API server"
+    _converged(kube, ns, name)
+
+
+def test_a_writer_racing_the_operator_on_a_target_loses_and_the_target_converges(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    ns, name = rotating_setup(kube, "race")
+    stop = threading.Event()
+    intrusions = 0
+
+    def intrude() -> None:
+        nonlocal intrusions
+        while not stop.is_set():
+            body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": ns},
+                "data": {JWKS_FILE: '{"keys":[]}'},
+            }
+            result = kube.plane.kubectl(
+                "apply",
+                "--server-side",
+                "--field-manager=intruder",
+                "--force-conflicts",
+                "-f",
+                "-",
+                input=json.dumps(body),
+                check=False,
+            )
+            intrusions += result.returncode == 0
+            kube.plane.kubectl(
+                "patch",
+                "configmap",
+                name,
+                "-n",
+                ns,
+                "--type=merge",
+                "-p",
+                json.dumps({"data": {"intruder": str(time.time())}}),
+                check=False,
+            )
+
+    thread = threading.Thread(target=intrude, daemon=True)
+    thread.start()
+    time.sleep(10)
+    stop.set()
+    thread.join(timeout=10)
+    assert intrusions > 5
+    _converged(kube, ns, name)
+    files = kube.configmap(ns, name) or {}
+    stored = (kube.get("configmap", name, "-n", ns) or {})["metadata"]["annotations"][
+        "jwt-trust.dev/content-hash"
+    ]
+    # The intruder's extra key is not ours to remove, but everything we own is exactly what we wrote.
+    ours = {k: v.decode() for k, v in files.items() if k != "intruder"}
+    assert content_hash(ours) == stored
+    assert operator.process is not None
+    assert operator.process.poll() is None
+
+
+def test_deleting_the_signing_secret_by_hand_keeps_live_tokens_valid_and_recovers(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    ns, name = rotating_setup(kube, "lost")
+    with monitor(kube, ns, name) as watch:
+        time.sleep(3)
+        kube.plane.kubectl("delete", "secret", "rotating-signing-keys", "-n", ns)
+        time.sleep(15)
+    assert watch.failures == [], watch.failures[:5]
+    _converged(kube, ns, name)
+    assert any(e["reason"] == "KeyLost" for e in kube.events(ns, "rotating"))

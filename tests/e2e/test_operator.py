@@ -324,3 +324,24 @@ def test_a_key_does_not_activate_until_every_target_has_been_written(
     keys = (kube.get("issuer", "idp", "-n", home) or {})["status"]["keys"]
     first = keys[0]
     assert first["activatesAt"] >= first["publishedAt"]
+
+
+def test_a_deleted_namespace_is_skipped_while_terminating_and_dropped_after(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    labels = _label()
+    home, staying, leaving = kube.namespace(), kube.namespace(labels), kube.namespace(labels)
+    kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    kube.apply(policy(name, [(home, "idp")], labels))
+    wait_for(lambda: kube.configmap(leaving, name) and kube.configmap(staying, name))
+
+    kube.plane.kubectl("delete", "namespace", leaving, "--wait=false")
+    wait_for(
+        lambda: kube.get("namespace", leaving) is None, timeout=60, what="the namespace controller to finish"
+    )
+    wait_for(
+        lambda: (kube.get("trustpolicy", name) or {})["status"]["matchedNamespaces"] == 1, what="matched 1"
+    )
+    assert _ready(kube, "trustpolicy", name)
+    assert not [e for e in kube.events("default", name) if leaving in e.get("message", "")]

@@ -21,17 +21,17 @@ kubectl version
 step "3. install the CRDs (kubectl apply -f crds/)"
 kubectl apply -f crds/
 kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
-kubectl explain issuer.spec.rotation | sed -n '1,12p'
+kubectl get crds -l app.kubernetes.io/part-of=jwt-trust
 
 step "4. run the operator as the chart's ServiceAccount with the chart's ClusterRole"
 jwt-trust dev-cluster operator
 
 step "5. apply the examples: namespaces, an Issuer, a TrustPolicy"
-kubectl apply -f examples/namespaces.yaml -f examples/issuer.yaml -f examples/trustpolicy.yaml
 # The local control plane has no kubelet, so mounted copies cannot lag: seconds are a safe propagation
-# delay here (on a real cluster keep the 5m of the example).
-kubectl patch issuer orders-issuer -n identity --type merge \
-  -p '{"spec":{"rotation":{"propagation":"2s","margin":"2s","every":"1h"}}}'
+# delay and margin here (on a real cluster keep the 5m of the example). Timestamps only move forward,
+# so this must be set when the Issuer is created.
+kubectl apply -f examples/namespaces.yaml -f examples/trustpolicy.yaml
+sed -e 's/propagation: 5m /propagation: 2s /' -e 's/margin: 5m/margin: 2s/' examples/issuer.yaml | tee /dev/stderr | kubectl apply -f -
 
 step "6. wait until the first key is published everywhere and activates (propagation + margin)"
 kubectl wait --for=condition=Ready issuer/orders-issuer -n identity --timeout=120s

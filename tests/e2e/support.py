@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from jwt_trust.errors import InvalidToken, NoActiveKey
@@ -24,8 +22,7 @@ T = TypeVar("T")
 
 def operator_rbac(plane: ControlPlane) -> str:
     """The ServiceAccount and RBAC objects exactly as the Helm chart renders them."""
-    override = os.environ.get("JWT_TRUST_TEST_RBAC")  # only while the chart is being written
-    return Path(override).read_text() if override else chart_rbac(plane)
+    return chart_rbac(plane)
 
 
 def wait_for(

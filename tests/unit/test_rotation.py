@@ -92,8 +92,13 @@ def test_spec_that_breaks_the_invariant_is_explained(spec: RotationSpec, fragmen
 def test_key_record_round_trips_through_camel_case_json() -> None:
     record = KeyRecord("a", "ES256", created_at=1, published_at=2, activates_at=3, retires_at=4, remove_at=5)
     assert record.to_json() == {
-        "kid": "a", "alg": "ES256", "createdAt": 1, "publishedAt": 2,
-        "activatesAt": 3, "retiresAt": 4, "removeAt": 5,
+        "kid": "a",
+        "alg": "ES256",
+        "createdAt": 1,
+        "publishedAt": 2,
+        "activatesAt": 3,
+        "retiresAt": 4,
+        "removeAt": 5,
     }
     assert KeyRecord.from_json(record.to_json()) == record
     assert KeyRecord.from_json({"kid": "b", "alg": "EdDSA", "createdAt": 7}) == KeyRecord("b", "EdDSA", 7)
@@ -197,9 +202,7 @@ def test_operator_back_from_downtime_gives_stale_signers_a_full_propagation_peri
     p1 = settle(T0, ())
     p2 = settle(T0 + P + M, p1.keys)
     # The next key was published long ago but the operator only now records it.
-    late = mark_published(
-        (*p1.keys, KeyRecord("late", "ES256", T0 + P + M)), ["late"], T0 + P + M
-    )
+    late = mark_published((*p1.keys, KeyRecord("late", "ES256", T0 + P + M)), ["late"], T0 + P + M)
     now = T0 + 10 * R
     p3 = plan(now, late, SPEC)
     assert p2.keys[1].activates_at is not None

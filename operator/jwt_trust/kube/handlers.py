@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -185,6 +186,10 @@ def login(
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    if settings.peering.priority == 0:
+        # Replicas of one Deployment share their flags, and kopf pauses every peer when the highest
+        # priority is shared: a random priority makes exactly one replica the leader.
+        settings.peering.priority = random.SystemRandom().randint(1, 2**31 - 1)
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")

@@ -195,7 +195,9 @@ class ControlPlane:
         pid, argv = self._argv[name]
         _terminate_group(pid, self._procs.pop(pid, None))
         _spawn(self, name, argv)
-        _wait_for(lambda: _readyz(self.api_port, self.ca_file), time.monotonic() + timeout, self, f"{name} restart")
+        _wait_for(
+            lambda: _readyz(self.api_port, self.ca_file), time.monotonic() + timeout, self, f"{name} restart"
+        )
 
     def stop(self) -> None:
         """Terminate every process group (newest first), wait, SIGKILL stragglers, drop the etcd data."""

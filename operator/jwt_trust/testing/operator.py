@@ -20,30 +20,11 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .chart import render_rbac
 from .cluster import ControlPlane, ControlPlaneError, _free_ports, find_repo_root
 
 NAMESPACE = "jwt-trust-system"
 SERVICE_ACCOUNT = "jwt-trust"
-
-
-def render_chart(
-    plane: ControlPlane,
-    *,
-    namespace: str = NAMESPACE,
-    values: list[str] | None = None,
-    show_only: list[str] | None = None,
-) -> str:
-    """``helm template`` of the repository's chart, optionally limited to some templates."""
-    chart = find_repo_root() / "charts" / "jwt-trust"
-    argv = [str(plane.bin_dir / "helm"), "template", "jwt-trust", str(chart), "--namespace", namespace]
-    for value in values or ():
-        argv += ["--set", value]
-    for template in show_only or ():
-        argv += ["--show-only", template]
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, env=plane.env(), timeout=120)
-    if result.returncode != 0:
-        raise ControlPlaneError(f"helm template failed: {result.stderr.strip()}")
-    return result.stdout
 
 
 def install(plane: ControlPlane, workdir: Path, *, rbac_yaml: str, namespace: str = NAMESPACE) -> Path:
@@ -157,9 +138,7 @@ class OperatorProcess:
 
 def chart_rbac(plane: ControlPlane, namespace: str = NAMESPACE) -> str:
     """The operator's ServiceAccount and RBAC objects exactly as the Helm chart renders them."""
-    return render_chart(
-        plane, namespace=namespace, show_only=["templates/serviceaccount.yaml", "templates/rbac.yaml"]
-    )
+    return render_rbac(plane.bin_dir / "helm", namespace, SERVICE_ACCOUNT)
 
 
 def dev_operator_up(state_dir: Path) -> OperatorProcess:

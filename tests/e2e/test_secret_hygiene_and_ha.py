@@ -1,4 +1,4 @@
-"""Private keys never leave their Secret, and several replicas run with exactly one active.
+"""Private keys never leave their Secret, Secret access can be scoped, and replicas run one at a time.
 
 The hygiene test runs late in the session (this module sorts after the other operator tests), so it
 scans everything the operator wrote or logged during them: every ConfigMap, every Event, every Issuer
@@ -18,6 +18,7 @@ import pytest
 from support import FAST_ROTATION, Kube, issuer, policy, wait_for
 
 from jwt_trust.signer import SigningKeys
+from jwt_trust.testing.chart import RBAC_TEMPLATES, render
 from jwt_trust.testing.operator import OperatorProcess
 
 pytestmark = pytest.mark.e2e
@@ -106,4 +107,59 @@ def test_two_peered_replicas_have_exactly_one_active_and_the_standby_takes_over(
     finally:
         for replica in replicas:
             replica.stop()
+        operator.start()
+
+
+def test_scoped_to_issuer_namespaces_the_operator_cannot_read_other_secrets_and_still_works(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    issuers_ns, elsewhere = kube.namespace(), kube.namespace()
+    home = "jwt-trust-scoped"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": home}})
+    rbac = render(
+        kube.plane.bin_dir / "helm",
+        namespace=home,
+        release="scoped",
+        values={"secretNamespaces": [issuers_ns]},
+        show_only=RBAC_TEMPLATES,
+    )
+    kube.plane.kubectl("apply", "-f", "-", input=rbac)
+    account = f"system:serviceaccount:{home}:scoped-jwt-trust"
+    for verb in ("get", "list", "watch"):
+        assert (
+            kube.plane.kubectl(
+                "auth", "can-i", verb, "secrets", "-n", elsewhere, f"--as={account}", check=False
+            ).stdout.strip()
+            == "no"
+        )
+        assert (
+            kube.plane.kubectl(
+                "auth", "can-i", verb, "secrets", "-n", issuers_ns, f"--as={account}", check=False
+            ).stdout.strip()
+            == "yes"
+        )
+    assert (
+        kube.plane.kubectl(
+            "auth", "can-i", "list", "secrets", "--all-namespaces", f"--as={account}", check=False
+        ).stdout.strip()
+        == "no"
+    )
+
+    kubeconfig = kube.plane.service_account_kubeconfig(
+        home, "scoped-jwt-trust", operator.workdir / "scoped.kubeconfig"
+    )
+    scoped = OperatorProcess(
+        kube.plane,
+        operator.workdir / "scoped",
+        kubeconfig,
+        extra_env={"JWT_TRUST_SECRET_NAMESPACES": issuers_ns},
+    )
+    operator.stop()
+    try:
+        scoped.start()
+        kube.apply(issuer(issuers_ns, "idp", rotation=FAST_ROTATION))
+        kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/idp", "-n", issuers_ns, "--timeout=60s")
+        assert "Forbidden" not in scoped.logs()
+    finally:
+        scoped.stop()
         operator.start()

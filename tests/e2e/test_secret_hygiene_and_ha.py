@@ -160,6 +160,14 @@ def test_scoped_to_issuer_namespaces_the_operator_cannot_read_other_secrets_and_
         kube.apply(issuer(issuers_ns, "idp", rotation=FAST_ROTATION))
         kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/idp", "-n", issuers_ns, "--timeout=60s")
         assert "Forbidden" not in scoped.logs()
+        # An Issuer outside the scope is reported, not retried in a loop.
+        kube.apply(issuer(elsewhere, "idp", rotation=FAST_ROTATION))
+        wait_for(
+            lambda: (
+                (kube.condition("issuer", "idp", "-n", elsewhere) or {}).get("reason") == "SecretAccessDenied"
+            ),
+            what="SecretAccessDenied",
+        )
     finally:
         scoped.stop()
         operator.start()

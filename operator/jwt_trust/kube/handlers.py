@@ -441,7 +441,17 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
         return await reconcile_external(operator, body, url, spec)
 
     secret_url = path("v1", "secrets", namespace, secret_name(name))
-    secret = await operator.api.get(secret_url)
+    try:
+        secret = await operator.api.get(secret_url)
+    except APIError as error:
+        if error.status != 403:
+            raise
+        denied = SpecError(
+            "SecretAccessDenied",
+            f"the operator may not read Secrets in namespace {namespace} (Helm value secretNamespaces)",
+        )
+        await _not_ready(operator, body, url, denied, "Issuer")
+        return None
     if secret is not None and not _ours(secret):
         await _not_ready(
             operator,

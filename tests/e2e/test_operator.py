@@ -6,6 +6,7 @@ chart's RBAC. Times are seconds-scale (see ``FAST_ROTATION``) so that rotations 
 
 from __future__ import annotations
 
+import calendar
 import json
 import time
 import uuid
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 from support import FAST_ROTATION, Kube, issuer, policy, wait_for
 
-from jwt_trust.errors import InvalidAudience
+from jwt_trust.errors import InvalidAudience, RevokedToken
 from jwt_trust.projection import JWKS_FILE, parse_trust_files
 from jwt_trust.signer import KEYS_FILE, Signer
 from jwt_trust.testing.operator import OperatorProcess
@@ -345,3 +346,32 @@ def test_a_deleted_namespace_is_skipped_while_terminating_and_dropped_after(
     )
     assert _ready(kube, "trustpolicy", name)
     assert not [e for e in kube.events("default", name) if leaving in e.get("message", "")]
+
+
+def test_a_revoked_token_is_listed_in_trust_json_and_rejected_until_it_expires(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    labels = _label()
+    home, target = kube.namespace(), kube.namespace(labels)
+    kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    kube.apply(policy(name, [(home, "idp")], labels, verification={"audiences": ["api://orders"]}))
+    kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/idp", "-n", home, "--timeout=60s")
+    signer = Signer.from_secret_data(wait_for(lambda: kube.secret(home, "idp-signing-keys")))
+    token = signer.mint({"jti": "stolen-1"}, subject="alice", audience="api://orders", lifetime=3)
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+    revoked = {"spec": {"revokedTokens": [{"jti": "stolen-1", "expiresAt": expires}]}}
+    kube.plane.kubectl("patch", "issuer", "idp", "-n", home, "--type=merge", "-p", json.dumps(revoked))
+
+    def listed() -> bool:
+        trust, _ = parse_trust_files(kube.configmap(target, name) or {})
+        return (
+            "stolen-1",
+            calendar.timegm(time.strptime(expires, "%Y-%m-%dT%H:%M:%SZ")),
+        ) in trust.issuers[0].revoked_jtis
+
+    wait_for(listed, timeout=15, what="the jti in trust.json")
+    store = TrustStore.from_trust(parse_trust_files(kube.configmap(target, name) or {})[0])
+    with pytest.raises(RevokedToken):
+        store.verify(token)
+    assert store.verify(signer.mint(subject="alice", audience="api://orders"))["sub"] == "alice"

@@ -14,13 +14,14 @@ hash and one signature encoding, and nothing else verifies. Guarantees:
 - ``Ed25519`` (the RFC 9864 name) behaves exactly like ``EdDSA`` restricted to Ed25519, which is the only
   EdDSA curve we support.
 
-Padding and hash objects are created once at import: verification is the hot path of every workload.
+Padding and hash objects are created once at import, and :meth:`Algorithm.verifier` binds everything
+that depends only on the key once per key: verification is the hot path of every workload.
 """
 
 from __future__ import annotations
 
 import types
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -28,7 +29,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 PrivateKey: TypeAlias = Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey: TypeAlias = Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
@@ -115,40 +116,96 @@ class Algorithm:
 
     def verify(self, public_key: object, signature: bytes, data: bytes) -> bool:
         """True only if ``signature`` over ``data`` is valid for this algorithm and ``public_key``."""
+        check = self.verifier(public_key)
+        return check is not None and check(signature, data)
+
+    def verifier(self, public_key: object) -> Callable[[bytes, bytes], bool] | None:
+        """A ``check(signature, data) -> bool`` bound to ``public_key``, or None if the key does not fit.
+
+        Everything that depends only on the key (its type, the curve's sizes, the padding) is decided
+        here once, so that a verifier that keeps the result pays per token only for the signature.
+        The check never raises for a bad signature: it returns False.
+        """
         if not self.fits(public_key):
+            return None
+        if isinstance(public_key, Ed25519PublicKey):
+            return _eddsa_check(public_key)
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            return _ecdsa_check(public_key, _ECDSA_SCHEMES[self.name], EC_CURVES[self.crv or ""])
+        if isinstance(public_key, rsa.RSAPublicKey):
+            return _rsa_check(public_key, _RSA_PADDINGS[self.name])
+        return None  # pragma: no cover - fits() admits only the three key types above
+
+
+def _eddsa_check(public_key: Ed25519PublicKey) -> Callable[[bytes, bytes], bool]:
+    verify = public_key.verify
+
+    def check(signature: bytes, data: bytes) -> bool:
+        if len(signature) != 64:
             return False
         try:
-            if isinstance(public_key, Ed25519PublicKey):
-                if len(signature) != 64:
-                    return False
-                public_key.verify(signature, data)
-                return True
-            if isinstance(public_key, ec.EllipticCurvePublicKey):
-                der = self._raw_to_der(signature)
-                if der is None:
-                    return False
-                public_key.verify(der, data, _ECDSA_SCHEMES[self.name])
-                return True
-            if isinstance(public_key, rsa.RSAPublicKey):
-                public_key.verify(signature, data, _RSA_PADDINGS[self.name], _SHA256)
-                return True
-        except (InvalidSignature, ValueError):
+            verify(signature, data)
+        except InvalidSignature:
             return False
-        return False
+        return True
 
-    def _raw_to_der(self, signature: bytes) -> bytes | None:
-        """JWS ``R || S`` to the DER form cryptography wants, or None if it cannot be a valid signature."""
-        if len(signature) != self.signature_size:
-            return None
-        curve = EC_CURVES[self.crv or ""]
-        half = curve.coordinate_size
-        r = int.from_bytes(signature[:half], "big")
-        s = int.from_bytes(signature[half:], "big")
+    return check
+
+
+def _der_integer(value: bytes) -> bytes:
+    """A DER INTEGER holding the unsigned big-endian ``value`` (non-zero, at most 66 bytes)."""
+    value = value.lstrip(b"\x00")
+    if value[0] & 0x80:
+        value = b"\x00" + value
+    return b"\x02" + bytes((len(value),)) + value
+
+
+def _ecdsa_check(
+    public_key: ec.EllipticCurvePublicKey, scheme: ec.ECDSA, curve: EcCurve
+) -> Callable[[bytes, bytes], bool]:
+    verify = public_key.verify
+    half = curve.coordinate_size
+    size = 2 * half
+    # Equal-length big-endian byte strings compare like the numbers they encode, so the range check
+    # 0 < r, s < n needs no integer conversion.
+    zero = bytes(half)
+    order = curve.order.to_bytes(half, "big")
+
+    def check(signature: bytes, data: bytes) -> bool:
+        # JWS R || S (RFC 7518 §3.4) only: anything of another length, DER included, is refused.
+        if len(signature) != size:
+            return False
+        r, s = signature[:half], signature[half:]
         # A zero or out-of-range r/s is never valid; rejecting it here also keeps "psychic signature"
         # style bugs (CVE-2022-21449) out whatever the backend does.
-        if not (0 < r < curve.order and 0 < s < curve.order):
-            return None
-        return encode_dss_signature(r, s)
+        if not (zero < r < order and zero < s < order):
+            return False
+        body = _der_integer(r) + _der_integer(s)  # at most 2 * 51 bytes: short-form DER lengths
+        try:
+            verify(b"\x30" + bytes((len(body),)) + body, data, scheme)
+        except InvalidSignature:
+            return False
+        return True
+
+    return check
+
+
+def _rsa_check(
+    public_key: rsa.RSAPublicKey, pad: padding.AsymmetricPadding
+) -> Callable[[bytes, bytes], bool]:
+    verify = public_key.verify
+    size = (public_key.key_size + 7) // 8
+
+    def check(signature: bytes, data: bytes) -> bool:
+        if len(signature) != size:
+            return False
+        try:
+            verify(signature, data, pad, _SHA256)
+        except (InvalidSignature, ValueError):
+            return False
+        return True
+
+    return check
 
 
 _EDDSA = Algorithm(name="EdDSA", kty="OKP", crv="Ed25519", signature_size=64)

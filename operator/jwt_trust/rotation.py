@@ -123,9 +123,12 @@ class KeyRecord:
     activates_at: int | None = None
     retires_at: int | None = None
     remove_at: int | None = None
+    # Set on the fresh key that replaces a revoked active key under revocationMode Immediate: it signs
+    # as soon as it is published (its tokens may fail for up to P), instead of P + M later.
+    activate_on_publish: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document: dict[str, Any] = {
             "kid": self.kid,
             "alg": self.alg,
             "createdAt": self.created_at,
@@ -134,6 +137,9 @@ class KeyRecord:
             "retiresAt": self.retires_at,
             "removeAt": self.remove_at,
         }
+        if self.activate_on_publish:
+            document["activateOnPublish"] = True
+        return document
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> KeyRecord:
@@ -156,18 +162,24 @@ class KeyRecord:
             activates_at=optional_int("activatesAt"),
             retires_at=optional_int("retiresAt"),
             remove_at=optional_int("removeAt"),
+            activate_on_publish=d.get("activateOnPublish") is True,
         )
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What the operator must make true. ``generate``: create one key and plan again."""
+    """What the operator must make true. ``generate``: create one key and plan again.
+
+    ``immediate``: the key to generate replaces a revoked active key under ``Immediate``; create it with
+    ``activate_on_publish=True``.
+    """
 
     keys: tuple[KeyRecord, ...]
     generate: bool
     wake_at: int | None
     active_kid: str | None
     removed: tuple[str, ...]
+    immediate: bool = False
 
 
 def key_state(record: KeyRecord, now: int) -> KeyState:
@@ -229,6 +241,7 @@ def plan(
     keys = list(records)
 
     revoked_set = set(revoked)
+    active_revoked = False
     if revoked_set & {r.kid for r in keys}:
         active_revoked = current is not None and current.kid in revoked_set
         kept = []
@@ -239,7 +252,15 @@ def plan(
                 removed.append(r.kid)
             else:
                 kept.append(r)
-        keys = kept
+        # A key whose scheduled successor was revoked before it activated keeps signing until a
+        # fresh successor is scheduled, rather than retiring into a gap with no signing key.
+        successors = {r.activates_at for r in kept}
+        keys = [
+            dataclasses.replace(r, retires_at=None, remove_at=None)
+            if r.retires_at is not None and r.retires_at > now and r.retires_at not in successors
+            else r
+            for r in kept
+        ]
 
     expired = [r for r in keys if r.remove_at is not None and r.remove_at <= now]
     removed.extend(r.kid for r in expired)
@@ -256,8 +277,8 @@ def plan(
             activates = max(
                 _earliest_activation(r.published_at, base, spec), predecessor.activates_at + spec.every
             )
-        elif revoked_set and on_revoke == "Immediate":
-            # After an emergency the operator chose availability: tokens from the fresh key may fail
+        elif r.activate_on_publish:
+            # After an emergency the user chose availability: tokens from the fresh key may fail
             # for up to P, which the documentation states.
             activates = max(r.published_at, base)
         else:
@@ -282,4 +303,5 @@ def plan(
         wake_at=min(future, default=None),
         active_kid=active.kid if active is not None else None,
         removed=tuple(removed),
+        immediate=generate and active_revoked and on_revoke == "Immediate",
     )

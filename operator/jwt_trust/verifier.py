@@ -18,15 +18,16 @@ malformed (the error is kept in :attr:`TrustStore.last_error`).
 
 from __future__ import annotations
 
+import binascii
 import json
 import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from jwt_trust import _mounted
 from jwt_trust.algorithms import ALGORITHMS
@@ -50,7 +51,7 @@ from jwt_trust.errors import (
     UnknownKey,
     UnsupportedToken,
 )
-from jwt_trust.keys import b64url_decode, public_key_from_jwk
+from jwt_trust.keys import public_key_from_jwk
 from jwt_trust.projection import (
     DEFAULT_ALGORITHMS,
     MAX_CONFIGMAP_BYTES,
@@ -67,10 +68,29 @@ CACHE_SIZE = 4096
 # --- strict parsing ------------------------------------------------------------------------------
 
 
+# base64url -> standard alphabet; "+", "/" and "=" become "!", which strict a2b_base64 refuses.
+_FROM_URLSAFE = bytes.maketrans(b"-_+/=", b"+/!!!")
+_PADDING = (b"", b"", b"==", b"=")
+# The characters whose unused low bits are zero, by length of the final group (RFC 4648 §3.5).
+_CANONICAL_LAST: tuple[frozenset[int], ...] = (
+    frozenset(),
+    frozenset(),
+    frozenset(b"AQgw"),
+    frozenset(b"AEIMQUYcgkosw048"),
+)
+
+
 def _b64decode(segment: bytes, part: str) -> bytes:
+    """Strict unpadded base64url, as jwt_trust.keys.b64url_decode, but bytes-only and at C speed."""
+    remainder = len(segment) & 3
+    # A 1-character final group is impossible; a 2- or 3-character one carries spare bits that must
+    # be zero, or two different strings would decode to the same bytes.
+    if remainder and (remainder == 1 or segment[-1] not in _CANONICAL_LAST[remainder]):
+        raise MalformedToken(f"the {part} is not strict base64url")
     try:
-        return b64url_decode(segment)
-    except ValueError:
+        # strict_mode refuses whitespace and any character outside the alphabet.
+        return binascii.a2b_base64(segment.translate(_FROM_URLSAFE) + _PADDING[remainder], strict_mode=True)
+    except binascii.Error:
         raise MalformedToken(f"the {part} is not strict base64url") from None
 
 
@@ -87,12 +107,14 @@ def _reject_constant(name: str) -> NoReturn:
 
 # Built once: json.loads with hooks would construct a new decoder on every call.
 _DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+# The decoder's C scanner (same hooks), callable without decode()'s two whitespace regex matches.
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 
 
 def _too_deep(raw: bytes) -> bool:
     # Counting brackets is C-speed and almost always settles it; only a suspicious document pays for
     # the exact scan, which ignores brackets inside strings.
-    if raw.count(b"{") + raw.count(b"[") <= MAX_JSON_DEPTH:
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
         return False
     depth = 0
     in_string = escaped = False
@@ -119,11 +141,19 @@ def _json_object(raw: bytes, part: str) -> dict[str, Any]:
     if _too_deep(raw):
         raise MalformedToken(f"the {part} JSON is nested too deeply")
     try:
-        # A BOM survives decoding as U+FEFF, which json.loads rejects.
-        value = _DECODER.decode(raw.decode("utf-8"))
+        # A BOM survives decoding as U+FEFF, which the JSON scanner rejects.
+        text = raw.decode("utf-8")
+        try:
+            # The scanner alone, when the document fills the text exactly (the usual, compact case);
+            # anything else (surrounding whitespace, trailing data) goes through the full decoder.
+            value, end = _SCAN(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            value = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise MalformedToken(f"the {part} is not a valid UTF-8 JSON object") from None
-    if not isinstance(value, dict):
+    if type(value) is not dict:
         raise MalformedToken(f"the {part} is not a JSON object")
     return value
 
@@ -144,12 +174,23 @@ class _Issuer:
     revoked_jtis: frozenset[str]
 
 
+Check = Callable[[bytes, bytes], bool]
+
+
 @dataclass(frozen=True)
 class _Key:
     kid: str | None
     public_key: Any
     algs: frozenset[str]  # header algs this key may verify: its own alg, or every alg its type fits
     owner: _Issuer
+    checks: Mapping[str, Check]  # alg -> signature check bound to this key (Algorithm.verifier)
+
+
+class _Header(NamedTuple):
+    """A header segment that passed every header rule, with the keys (and their checks) it selects."""
+
+    header: dict[str, Any]
+    candidates: tuple[tuple[_Key, Check], ...]
 
 
 @dataclass(frozen=True)
@@ -163,6 +204,10 @@ class _State:
     typ: str | None  # normalised media type
     required_claims: tuple[str, ...]
     leeway: float
+    # Header segment -> its checked header. Tokens of one key share one header segment, so this
+    # turns per-token header work into a dict lookup. Bounded; it lives and dies with the state, so a
+    # reload can never serve a key selection made under the old trust.
+    headers: dict[bytes, _Header] = field(default_factory=dict, compare=False)
 
 
 _generations = iter(range(1, 2**63))
@@ -184,7 +229,7 @@ def _load_key(jwk: Any, owner: _Issuer) -> _Key | None:
     if key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
         return None
     key_alg = jwk.get("alg")
-    if key_alg is not None and key_alg not in ALGORITHMS:
+    if key_alg is not None and (not isinstance(key_alg, str) or key_alg not in ALGORITHMS):
         return None
     kid = jwk.get("kid")
     if kid is not None and not isinstance(kid, str):
@@ -193,14 +238,14 @@ def _load_key(jwk: Any, owner: _Issuer) -> _Key | None:
         public_key = public_key_from_jwk(jwk)
     except (InvalidKey, ValueError, TypeError, KeyError):
         return None
-    algs = frozenset(
-        name
-        for name, algorithm in ALGORITHMS.items()
-        if (key_alg is None or key_alg == name) and algorithm.fits(public_key)
-    )
-    if not algs:
+    checks = {}
+    for name, algorithm in ALGORITHMS.items():
+        check = algorithm.verifier(public_key) if key_alg is None or key_alg == name else None
+        if check is not None:
+            checks[name] = check
+    if not checks:
         return None
-    return _Key(kid=kid, public_key=public_key, algs=algs, owner=owner)
+    return _Key(kid=kid, public_key=public_key, algs=frozenset(checks), owner=owner, checks=checks)
 
 
 def _build_state(
@@ -259,13 +304,12 @@ def _owner(issuer: IssuerTrust) -> _Issuer:
     )
 
 
-@dataclass(frozen=True)
-class _Verified:
+class _Verified(NamedTuple):
     """What the cache remembers about a token whose signature and structure were already checked."""
 
     header: dict[str, Any]
     payload: bytes
-    claims: dict[str, Any]
+    claims: dict[str, Any] | None  # None until a claims check parsed them (signature-only mode)
     candidates: tuple[_Key, ...]  # keys whose signature check passed (several only on a kid collision)
 
 
@@ -409,9 +453,10 @@ class TrustStore:
     ) -> tuple[dict[str, Any], bytes]:
         """Check structure, header rules, key selection and signature; return (header, payload bytes).
 
-        No claim is checked (not even ``exp``): for callers that apply their own claim policy.
+        No claim is checked (not even ``exp``) and the payload may be any bytes: for callers that apply
+        their own claim policy.
         """
-        verified, state = self._verified(token, max_token_bytes)
+        verified, state = self._verified(token, max_token_bytes, claims=False)
         if state.typ is not None:
             _check_typ(verified.header, state.typ)
         return dict(verified.header), verified.payload
@@ -436,34 +481,32 @@ class TrustStore:
         forces the full signature check even for a token verified before (benchmarks, audits).
         """
         verified, state = self._verified(token, max_token_bytes, use_cache=use_cache)
-        header = verified.header
         claims = verified.claims
+        if claims is None:  # cached by verify_signature, which accepts any payload
+            claims = _json_object(verified.payload, "payload")
 
         expected_typ = state.typ if typ is None else _media_type(typ)
         if expected_typ is not None:
-            _check_typ(header, expected_typ)
+            _check_typ(verified.header, expected_typ)
 
         if now is None:
             now = time.time()
         slack = state.leeway if leeway is None else leeway
-        exp = claims.get("exp")
+        latest = now + slack
+        get = claims.get
+        exp = get("exp")
         if exp is None:
             raise MissingClaim("the token has no exp claim")
-        _check_numeric(exp, "exp")
-        if not now < exp + slack:
+        if not now < _number(exp, "exp") + slack:
             raise ExpiredToken("the token has expired")
-        nbf = claims.get("nbf")
-        if nbf is not None:
-            _check_numeric(nbf, "nbf")
-            if nbf > now + slack:
-                raise NotYetValid("the token is not valid yet (nbf)")
-        iat = claims.get("iat")
-        if iat is not None:
-            _check_numeric(iat, "iat")
-            if iat > now + slack:
-                raise IssuedInFuture("the token was issued in the future (iat)")
+        nbf = get("nbf")
+        if nbf is not None and _number(nbf, "nbf") > latest:
+            raise NotYetValid("the token is not valid yet (nbf)")
+        iat = get("iat")
+        if iat is not None and _number(iat, "iat") > latest:
+            raise IssuedInFuture("the token was issued in the future (iat)")
 
-        iss = claims.get("iss")
+        iss = get("iss")
         owner = None
         for key in verified.candidates:
             if key.owner.issuer is None or key.owner.issuer == iss:
@@ -475,32 +518,37 @@ class TrustStore:
             raise InvalidIssuer("iss is not the expected issuer")
 
         accepted = state.audiences if audience is None else (audience,)
-        aud = claims.get("aud")
+        aud = get("aud")
         if aud is not None:
-            if isinstance(aud, str):
-                token_audiences: tuple[Any, ...] | list[Any] = (aud,)
-            elif isinstance(aud, list) and all(isinstance(a, str) for a in aud):
-                token_audiences = aud
+            if type(aud) is str:
+                if not accepted:
+                    raise InvalidAudience("the token has aud but no audience is configured")
+                if aud not in accepted:
+                    raise InvalidAudience("aud does not contain an accepted audience")
+            elif type(aud) is list and all(type(a) is str for a in aud):
+                if not accepted:
+                    raise InvalidAudience("the token has aud but no audience is configured")
+                if not any(a in accepted for a in aud):
+                    raise InvalidAudience("aud does not contain an accepted audience")
             else:
                 raise MalformedClaim("aud must be a string or a list of strings")
-            if not accepted:
-                raise InvalidAudience("the token has aud but no audience is configured")
-            if not any(a in accepted for a in token_audiences):
-                raise InvalidAudience("aud does not contain an accepted audience")
         elif accepted:
             raise InvalidAudience("the token has no aud but an audience is required")
 
-        for name in (*state.required_claims, *require):
-            if claims.get(name) is None:
+        for name in state.required_claims:
+            if get(name) is None:
+                raise MissingClaim(f"the token has no {name!r} claim")
+        for name in require:
+            if get(name) is None:
                 raise MissingClaim(f"the token has no {name!r} claim")
 
-        jti = claims.get("jti")
-        if jti is not None and isinstance(jti, str) and jti in owner.revoked_jtis:
+        jti = get("jti")
+        if jti is not None and type(jti) is str and jti in owner.revoked_jtis:
             raise RevokedToken("the token's jti is revoked")
         return dict(claims)
 
     def _verified(
-        self, token: str | bytes, max_token_bytes: int, *, use_cache: bool = True
+        self, token: str | bytes, max_token_bytes: int, *, use_cache: bool = True, claims: bool = True
     ) -> tuple[_Verified, _State]:
         if len(token) > max_token_bytes:
             raise TokenTooLarge(f"the token exceeds {max_token_bytes} bytes")
@@ -522,13 +570,13 @@ class TrustStore:
                     raise RevokedKey("the token was signed by a revoked key")
             return verified, state
         try:
-            verified = _check_token(token, state)
+            verified = _check_token(token, state, claims)
         except UnknownKey:
             if not self._reload_for_unknown_kid():
                 raise
             state = self._state
             cache_key = (token, state.generation)
-            verified = _check_token(token, state)
+            verified = _check_token(token, state, claims)
         with self._cache_lock:
             self._cache[cache_key] = verified
             if len(self._cache) > CACHE_SIZE:
@@ -536,9 +584,17 @@ class TrustStore:
         return verified, state
 
 
-def _check_numeric(value: Any, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise MalformedClaim(f"{name} must be a number")
+_INFINITY = float("inf")
+
+
+def _number(value: Any, name: str) -> int | float:
+    """``value`` if it is a finite JSON number; json yields exactly int or float for numbers (and bool,
+    a subclass of int, for true/false, refused here), so exact type checks are enough."""
+    kind = type(value)
+    if kind is int or (kind is float and -_INFINITY < value < _INFINITY):
+        return value  # type: ignore[no-any-return]
+    # 1e400 parses as infinity: a token that never expires is not a number we accept.
+    raise MalformedClaim(f"{name} must be a finite number")
 
 
 def _check_typ(header: Mapping[str, Any], expected: str) -> None:
@@ -547,16 +603,14 @@ def _check_typ(header: Mapping[str, Any], expected: str) -> None:
         raise InvalidType("the header typ does not match the policy")
 
 
-def _check_token(token: bytes, state: _State) -> _Verified:
-    """Every structural, header, key and signature rule; the part of verification worth caching."""
-    if token[:1] == b"{":
-        raise MalformedToken("JSON serialization is not accepted, only compact JWS")
-    parts = token.split(b".")
-    if len(parts) != 3:
-        if len(parts) == 5:
-            raise MalformedToken("the token is a JWE, not a JWS")
-        raise MalformedToken("a compact JWS has exactly three segments")
-    header_b64, payload_b64, signature_b64 = parts
+MAX_CACHED_HEADERS = 256
+
+
+def _check_header(header_b64: bytes, state: _State) -> _Header:
+    """Every rule on the header, then key selection; cached per header segment in ``state``."""
+    checked = state.headers.get(header_b64)
+    if checked is not None:
+        return checked
     header = _json_object(_b64decode(header_b64, "header"), "header")
 
     alg = header.get("alg")
@@ -588,11 +642,31 @@ def _check_token(token: bytes, state: _State) -> _Verified:
         if not usable:
             raise UnknownKey("no trusted key fits the token's alg")
 
-    algorithm = ALGORITHMS[alg]
+    checked = _Header(header=header, candidates=tuple((key, key.checks[alg]) for key in usable))
+    if len(state.headers) >= MAX_CACHED_HEADERS:
+        # Many distinct headers means someone is varying them on purpose: start over rather than
+        # track recency on the hot path. Correctness never depends on this cache.
+        state.headers.clear()
+    state.headers[header_b64] = checked
+    return checked
+
+
+def _check_token(token: bytes, state: _State, parse_claims: bool = True) -> _Verified:
+    """Every structural, header, key and signature rule; the part of verification worth caching."""
+    if token[:1] == b"{":
+        raise MalformedToken("JSON serialization is not accepted, only compact JWS")
+    parts = token.split(b".")
+    if len(parts) != 3:
+        if len(parts) == 5:
+            raise MalformedToken("the token is a JWE, not a JWS")
+        raise MalformedToken("a compact JWS has exactly three segments")
+    header_b64, payload_b64, signature_b64 = parts
+    checked = _check_header(header_b64, state)
+
     payload = _b64decode(payload_b64, "payload")
     signature = _b64decode(signature_b64, "signature")
     signing_input = token[: len(header_b64) + 1 + len(payload_b64)]
-    passed = tuple(key for key in usable if algorithm.verify(key.public_key, signature, signing_input))
+    passed = tuple(key for key, check in checked.candidates if check(signature, signing_input))
     if not passed:
         raise InvalidSignature("the signature does not verify")
     # Checked on the keys that actually verified: without a kid, a revoked key elsewhere in the set
@@ -601,8 +675,8 @@ def _check_token(token: bytes, state: _State) -> _Verified:
         if key.kid is not None and key.kid in state.revoked_kids:
             raise RevokedKey("the token was signed by a revoked key")
 
-    claims = _json_object(payload, "payload")
-    return _Verified(header=header, payload=payload, claims=claims, candidates=passed)
+    claims = _json_object(payload, "payload") if parse_claims else None
+    return _Verified(header=checked.header, payload=payload, claims=claims, candidates=passed)
 
 
 # --- directory loading ---------------------------------------------------------------------------

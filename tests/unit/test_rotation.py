@@ -41,7 +41,7 @@ def settle(now: int, records: tuple[KeyRecord, ...], spec: RotationSpec = SPEC, 
     p = plan(now, records, spec, **kw)  # type: ignore[arg-type]
     keys = p.keys
     if p.generate:
-        keys = (*keys, KeyRecord(f"k{now}", "ES256", created_at=now))
+        keys = (*keys, KeyRecord(f"k{now}", "ES256", created_at=now, activate_on_publish=p.immediate))
     keys = mark_published(keys, [k.kid for k in keys if k.published_at is None], now)
     return plan(now, keys, spec, **kw)  # type: ignore[arg-type]
 

@@ -81,6 +81,15 @@ def _epoch(text: str) -> int:
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
+def _max_bytes(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1024 <= value <= 1024 * 1024:
+        raise SpecError(
+            "InvalidExternal",
+            f"spec.external.maxBytes must be an integer from 1024 to 1048576, not {value!r}",
+        )
+    return value
+
+
 def parse_issuer_spec(spec: Mapping[str, Any]) -> IssuerSpec:
     """Validate what the CRD schema cannot (or what an older CRD let through)."""
     issuer = spec.get("issuer")
@@ -90,8 +99,8 @@ def parse_issuer_spec(spec: Mapping[str, Any]) -> IssuerSpec:
         algorithm = normalise_algorithm(str(spec.get("algorithm", "ES256")))
     except ValueError as error:
         raise SpecError("UnsupportedAlgorithm", str(error)) from None
-    rsa_bits = int(spec.get("rsaKeySize", 3072))
-    if rsa_bits not in (2048, 3072, 4096):
+    rsa_bits = spec.get("rsaKeySize", 3072)
+    if rsa_bits not in (2048, 3072, 4096) or isinstance(rsa_bits, bool):
         raise SpecError("InvalidKeySize", f"spec.rsaKeySize must be 2048, 3072 or 4096, not {rsa_bits}")
     rotation_section = spec.get("rotation") or {}
     rotation = RotationSpec(
@@ -130,7 +139,7 @@ def parse_issuer_spec(spec: Mapping[str, Any]) -> IssuerSpec:
             ca_bundle=section.get("caBundle") or None,
             refresh_interval=max(_duration(section, "refreshInterval", "5m", "spec.external"), 10),
             timeout=max(_duration(section, "timeout", "10s", "spec.external"), 1),
-            max_bytes=int(section.get("maxBytes", 262144)),
+            max_bytes=_max_bytes(section.get("maxBytes", 262144)),
         )
     return IssuerSpec(
         issuer=issuer,
@@ -214,7 +223,8 @@ def step(
         private_keys[kid] = key
         public_keys[kid] = jwk
         generated.append(kid)
-        records = [*result.keys, KeyRecord(kid=kid, alg=spec.algorithm, created_at=now)]
+        fresh = KeyRecord(kid=kid, alg=spec.algorithm, created_at=now, activate_on_publish=result.immediate)
+        records = [*result.keys, fresh]
         records = list(_mark(records, published, now, has_targets=has_targets))
         first_removed = result.removed
         result = plan(now, records, spec.rotation, revoked=spec.revoked_kids, on_revoke=spec.revocation_mode)
@@ -396,5 +406,5 @@ def load_stored(data: Mapping[str, bytes] | None) -> SigningKeys | None:
         return None
     try:
         return SigningKeys.from_secret_data(data)
-    except (SigningError, ValueError) as error:
+    except (SigningError, InvalidKey, ValueError) as error:
         raise SpecError("CorruptSecret", f"the signing-key Secret cannot be read: {error}") from None

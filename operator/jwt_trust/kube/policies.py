@@ -95,9 +95,11 @@ def parse_policy_spec(name: str, spec: Mapping[str, Any]) -> PolicySpec:
         raise SpecError("InvalidIssuerRef", "spec.issuers must name at least one Issuer")
     verification = spec.get("verification") or {}
     try:
-        algorithms = tuple(
-            dict.fromkeys(normalise_algorithm(a) for a in verification.get("algorithms") or ())
-        )
+        # Validate each name but keep the one the user wrote: token headers carry the issuer's own
+        # name for the algorithm (Ed25519 or EdDSA), and the verifier compares them exactly.
+        algorithms = tuple(dict.fromkeys(verification.get("algorithms") or ()))
+        for algorithm in algorithms:
+            normalise_algorithm(algorithm)
         leeway = parse_duration(str(verification.get("leeway", "60s")))
     except ValueError as error:
         raise SpecError("InvalidVerification", str(error)) from None
@@ -130,11 +132,11 @@ def issuer_trust(ref: str, issuer: Mapping[str, Any], now: int) -> IssuerTrust |
     revoked_jtis = []
     for entry in spec.get("revokedTokens") or ():
         try:
-            expires = _epoch(str(entry["expiresAt"]))
+            jti, expires = str(entry["jti"]), _epoch(str(entry["expiresAt"]))
         except (KeyError, TypeError, ValueError):
             continue
         if expires > now:
-            revoked_jtis.append((str(entry["jti"]), expires))
+            revoked_jtis.append((jti, expires))
     return IssuerTrust(
         ref=ref, issuer=iss, keys=keys, revoked_kids=revoked_kids, revoked_jtis=tuple(sorted(revoked_jtis))
     )

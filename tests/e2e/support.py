@@ -220,3 +220,27 @@ class InvariantMonitor:
                         self.failures.append(f"{type(error).__name__}: {error} (copy {age}s old)")
             tokens = [(t, exp) for t, exp in tokens if exp + 1 > time.time()]
             time.sleep(0.3)
+
+
+P = 2  # propagation, seconds
+ROTATION = {"every": "6s", "maxTokenLifetime": "4s", "propagation": f"{P}s", "leeway": "1s", "margin": "2s"}
+AUDIENCE = "api://e2e"
+
+
+def rotating_setup(kube: Kube, prefix: str) -> tuple[str, str]:
+    """A namespace holding a fast-rotating Issuer and the ConfigMap of a policy that trusts it."""
+    labels = {"e2e.jwt-trust.dev/group": uuid.uuid4().hex[:12]}
+    ns = kube.namespace(labels)
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    kube.apply(issuer(ns, "rotating", rotation=ROTATION))
+    kube.apply(policy(name, [(ns, "rotating")], labels, verification={"audiences": [AUDIENCE]}))
+    kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/rotating", "-n", ns, "--timeout=60s")
+    wait_for(lambda: kube.configmap(ns, name), what="the projected ConfigMap")
+    return ns, name
+
+
+def monitor(kube: Kube, ns: str, name: str) -> InvariantMonitor:
+    """The invariant monitor for a namespace made by :func:`rotating_setup`."""
+    return InvariantMonitor(
+        kube, ns, "rotating-signing-keys", name, audience=AUDIENCE, propagation=P, lifetime=4
+    )

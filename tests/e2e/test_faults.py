@@ -13,8 +13,7 @@ import threading
 import time
 
 import pytest
-from support import Kube, wait_for
-from test_rotation import monitor, rotating_setup
+from support import Kube, monitor, rotating_setup, wait_for
 
 from jwt_trust.projection import JWKS_FILE, content_hash
 from jwt_trust.testing.operator import OperatorProcess

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import pytest
-from support import InvariantMonitor, Kube, issuer, policy, wait_for
+from support import AUDIENCE, Kube, P, monitor, rotating_setup, wait_for
 
 from jwt_trust.errors import RevokedKey, UnknownKey
 from jwt_trust.projection import parse_trust_files
@@ -21,28 +20,6 @@ from jwt_trust.testing.operator import OperatorProcess
 from jwt_trust.verifier import TrustStore
 
 pytestmark = pytest.mark.e2e
-
-P = 2  # propagation, seconds
-ROTATION = {"every": "6s", "maxTokenLifetime": "4s", "propagation": f"{P}s", "leeway": "1s", "margin": "2s"}
-AUDIENCE = "api://e2e"
-
-
-def rotating_setup(kube: Kube, prefix: str) -> tuple[str, str]:
-    """A namespace holding a fast-rotating Issuer and the ConfigMap of a policy that trusts it."""
-    labels = {"e2e.jwt-trust.dev/group": uuid.uuid4().hex[:12]}
-    ns = kube.namespace(labels)
-    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    kube.apply(issuer(ns, "rotating", rotation=ROTATION))
-    kube.apply(policy(name, [(ns, "rotating")], labels, verification={"audiences": [AUDIENCE]}))
-    kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/rotating", "-n", ns, "--timeout=60s")
-    wait_for(lambda: kube.configmap(ns, name), what="the projected ConfigMap")
-    return ns, name
-
-
-def monitor(kube: Kube, ns: str, name: str) -> InvariantMonitor:
-    return InvariantMonitor(
-        kube, ns, "rotating-signing-keys", name, audience=AUDIENCE, propagation=P, lifetime=4
-    )
 
 
 def test_rotation_never_fails_a_valid_token_across_an_operator_crash(

@@ -163,7 +163,8 @@ def _parse_issuer(entry: Any, files: Mapping[str, bytes], index: int) -> IssuerT
         if not isinstance(jwk, dict):
             raise TrustStoreError(f"{jwks_key} holds a key that is not an object")
         # trust.json's kids decide which keys the issuer owns; a key not listed there is ignored.
-        if jwk.get("kid") in wanted:
+        kid = jwk.get("kid")
+        if isinstance(kid, str) and kid in wanted:
             keys.append(jwk)
     return IssuerTrust(
         ref=ref,

@@ -6,10 +6,12 @@ kids and jtis). :meth:`TrustStore.verify` accepts only compact JWS tokens that p
 returns their claims; every rejection is a distinct subclass of :class:`~jwt_trust.errors.InvalidToken`
 whose message never contains the token or any key.
 
-Speed: public keys are parsed once at load, so a verification costs one split, base64url decoding,
-two ``json.loads`` and one signature check. A bounded cache of already-verified tokens skips the
-signature check and JSON parsing for a repeated token, but the time, audience, ``typ``, required-claim
-and revocation rules are still applied to it on every call; any reload invalidates the cache.
+Speed: public keys are parsed once at load, each bound to a ready signature check per algorithm it
+fits, and a header segment is checked once per loaded trust (tokens of one key share it), so a fresh
+token costs one split, two base64url decodings, one JSON parse of the claims, the claim rules and the
+signature check. A bounded cache of already-verified tokens skips the signature check and JSON parsing
+for a repeated token, but the time, audience, ``typ``, required-claim and revocation rules are still
+applied to it on every call; any reload invalidates both caches.
 
 A store built with :meth:`TrustStore.from_directory` follows a mounted ConfigMap: it notices the
 kubelet's atomic ``..data`` symlink swap, reloads, and keeps the last good copy if the new one is
@@ -112,10 +114,7 @@ _SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignor
 
 
 def _too_deep(raw: bytes) -> bool:
-    # Counting brackets is C-speed and almost always settles it; only a suspicious document pays for
-    # the exact scan, which ignores brackets inside strings.
-    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
-        return False
+    """Whether ``raw`` nests deeper than MAX_JSON_DEPTH (brackets inside strings do not count)."""
     depth = 0
     in_string = escaped = False
     for byte in raw:
@@ -138,7 +137,9 @@ def _too_deep(raw: bytes) -> bool:
 
 
 def _json_object(raw: bytes, part: str) -> dict[str, Any]:
-    if _too_deep(raw):
+    # Counting brackets is C-speed and almost always settles it; only a suspicious document pays for
+    # the exact scan.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _too_deep(raw):
         raise MalformedToken(f"the {part} JSON is nested too deeply")
     try:
         # A BOM survives decoding as U+FEFF, which the JSON scanner rejects.
@@ -495,9 +496,11 @@ class TrustStore:
         latest = now + slack
         get = claims.get
         exp = get("exp")
-        if exp is None:
-            raise MissingClaim("the token has no exp claim")
-        if not now < _number(exp, "exp") + slack:
+        if type(exp) is not int:  # the usual case first; _number says what else is acceptable
+            if exp is None:
+                raise MissingClaim("the token has no exp claim")
+            exp = _number(exp, "exp")
+        if not now < exp + slack:
             raise ExpiredToken("the token has expired")
         nbf = get("nbf")
         if nbf is not None and _number(nbf, "nbf") > latest:
@@ -535,12 +538,10 @@ class TrustStore:
         elif accepted:
             raise InvalidAudience("the token has no aud but an audience is required")
 
-        for name in state.required_claims:
-            if get(name) is None:
-                raise MissingClaim(f"the token has no {name!r} claim")
-        for name in require:
-            if get(name) is None:
-                raise MissingClaim(f"the token has no {name!r} claim")
+        for names in (state.required_claims, require):
+            for name in names:
+                if get(name) is None:
+                    raise MissingClaim(f"the token has no {name!r} claim")
 
         jti = get("jti")
         if jti is not None and type(jti) is str and jti in owner.revoked_jtis:
@@ -604,6 +605,7 @@ def _check_typ(header: Mapping[str, Any], expected: str) -> None:
 
 
 MAX_CACHED_HEADERS = 256
+MAX_CACHED_HEADER_BYTES = 2048
 
 
 def _check_header(header_b64: bytes, state: _State) -> _Header:
@@ -643,11 +645,14 @@ def _check_header(header_b64: bytes, state: _State) -> _Header:
             raise UnknownKey("no trusted key fits the token's alg")
 
     checked = _Header(header=header, candidates=tuple((key, key.checks[alg]) for key in usable))
-    if len(state.headers) >= MAX_CACHED_HEADERS:
-        # Many distinct headers means someone is varying them on purpose: start over rather than
-        # track recency on the hot path. Correctness never depends on this cache.
-        state.headers.clear()
-    state.headers[header_b64] = checked
+    # Headers are cached before any signature check, so anyone can fill the cache: bound it by count
+    # and by entry size (real headers are a few hundred bytes). Correctness never depends on it.
+    if len(header_b64) <= MAX_CACHED_HEADER_BYTES:
+        if len(state.headers) >= MAX_CACHED_HEADERS:
+            # Many distinct headers means someone is varying them on purpose: start over rather than
+            # track recency on the hot path.
+            state.headers.clear()
+        state.headers[header_b64] = checked
     return checked
 
 
@@ -661,22 +666,28 @@ def _check_token(token: bytes, state: _State, parse_claims: bool = True) -> _Ver
             raise MalformedToken("the token is a JWE, not a JWS")
         raise MalformedToken("a compact JWS has exactly three segments")
     header_b64, payload_b64, signature_b64 = parts
-    checked = _check_header(header_b64, state)
+    checked = state.headers.get(header_b64) or _check_header(header_b64, state)
 
     payload = _b64decode(payload_b64, "payload")
     signature = _b64decode(signature_b64, "signature")
     signing_input = token[: len(header_b64) + 1 + len(payload_b64)]
-    passed = tuple(key for key, check in checked.candidates if check(signature, signing_input))
+    candidates = checked.candidates
+    if len(candidates) == 1:  # the usual case, a kid naming one key: no generator on the hot path
+        key, check = candidates[0]
+        passed: tuple[_Key, ...] = (key,) if check(signature, signing_input) else ()
+    else:
+        passed = tuple(key for key, check in candidates if check(signature, signing_input))
     if not passed:
         raise InvalidSignature("the signature does not verify")
     # Checked on the keys that actually verified: without a kid, a revoked key elsewhere in the set
     # must not block tokens of the others.
-    for key in passed:
-        if key.kid is not None and key.kid in state.revoked_kids:
-            raise RevokedKey("the token was signed by a revoked key")
+    if state.revoked_kids:
+        for key in passed:
+            if key.kid is not None and key.kid in state.revoked_kids:
+                raise RevokedKey("the token was signed by a revoked key")
 
     claims = _json_object(payload, "payload") if parse_claims else None
-    return _Verified(header=checked.header, payload=payload, claims=claims, candidates=passed)
+    return _Verified(checked.header, payload, claims, passed)
 
 
 # --- directory loading ---------------------------------------------------------------------------

@@ -18,3 +18,5 @@ echo "== ruff";   ruff check operator tests benchmarks tools
 echo "== mypy";   mypy
 echo "== import contract (the offline library imports only cryptography)"; lint-imports
 echo "== pytest"; python -m pytest "$@"
+echo "== fuzzing the verifier (atheris, bounded; longer runs: bash tools/fuzz.sh 600)"
+bash tools/fuzz.sh "${JWT_TRUST_FUZZ_SECONDS:-30}"

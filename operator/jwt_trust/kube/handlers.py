@@ -184,6 +184,17 @@ def login(
     return _login(settings, logger)
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """Stores nothing: no handler here reacts to field changes (daemons and deletion only), and kopf's
+    default would copy each object's spec into its status (or an annotation) on every change."""
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     if settings.peering.priority == 0:
@@ -192,7 +203,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         settings.peering.priority = random.SystemRandom().randint(1, 2**31 - 1)
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
+    settings.persistence.diffbase_storage = _NoDiffBase()
     settings.posting.enabled = False  # our own Events say what happened, once
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60

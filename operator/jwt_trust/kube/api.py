@@ -114,11 +114,15 @@ class KubeAPI:
                 return None
             raise
 
-    async def list(self, url: str, *, label_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+    async def list(
+        self, url: str, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
         items: list[dict[str, Any]] = []
         params: dict[str, str] = {"limit": "500"}
         if label_selector:
             params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
         while True:
             page = await self.request("GET", url, params=params)
             items.extend(page.get("items") or [])

@@ -771,6 +771,15 @@ async def reconcile_policy(operator: Operator, _namespace: str, name: str) -> fl
     matched, actions = plan_targets(spec, namespaces, operator.configmaps.objects.values(), wanted)
 
     jobs = []
+    if actions:
+        log.info(
+            "TrustPolicy %s revision %d: %d matched, %d to apply, %d to delete",
+            name,
+            revision,
+            len(matched),
+            sum(a == "apply" for a in actions.values()),
+            sum(a == "delete" for a in actions.values()),
+        )
     for (namespace, target), action in sorted(actions.items()):
         if action == "apply":
             known = (namespace, target) in operator.configmaps.objects

@@ -201,7 +201,7 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         result["create_operator_cm_writes"] = operator_writes(operator) - ours_before
 
         # 3: steady state.
-        before, ours_before = await api_writes(api), operator_writes(operator)
+        before, ours_before = await api_writes(api), operator_writes(operator, resource=None)
         await asyncio.sleep(args.steady_seconds)
         result["steady_writes"] = delta(before, await api_writes(api))
         result["steady_operator_writes"] = operator_writes(operator, resource=None) - ours_before

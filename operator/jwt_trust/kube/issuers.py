@@ -77,7 +77,8 @@ def _duration(section: Mapping[str, Any], name: str, default: str, where: str) -
         raise SpecError("InvalidDuration", f"{where}.{name}: {error}") from None
 
 
-def _epoch(text: str) -> int:
+def epoch(text: str) -> int:
+    """Epoch seconds of an RFC 3339 time as Kubernetes writes it (``2026-11-29T03:00:00Z``)."""
     return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
 
 
@@ -115,7 +116,7 @@ def parse_issuer_spec(spec: Mapping[str, Any]) -> IssuerSpec:
     revoked_jtis = []
     for entry in spec.get("revokedTokens") or ():
         try:
-            revoked_jtis.append((str(entry["jti"]), _epoch(str(entry["expiresAt"]))))
+            revoked_jtis.append((str(entry["jti"]), epoch(str(entry["expiresAt"]))))
         except (KeyError, TypeError, ValueError):
             raise SpecError(
                 "InvalidRevokedToken",
@@ -343,13 +344,13 @@ def records_from_status(status: Mapping[str, Any]) -> list[KeyRecord]:
 
             def when(name: str, entry: Mapping[str, Any] = entry) -> int | None:
                 value = entry.get(name)
-                return None if value is None else _epoch(str(value))
+                return None if value is None else epoch(str(value))
 
             records.append(
                 KeyRecord(
                     kid=str(entry["kid"]),
                     alg=str(entry["alg"]),
-                    created_at=_epoch(str(entry["createdAt"])),
+                    created_at=epoch(str(entry["createdAt"])),
                     published_at=when("publishedAt"),
                     activates_at=when("activatesAt"),
                     retires_at=when("retiresAt"),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from jwt_trust.algorithms import normalise_algorithm
@@ -22,7 +21,7 @@ from jwt_trust.projection import (
 )
 from jwt_trust.rotation import parse_duration
 
-from .issuers import SpecError, stored_public_keys
+from .issuers import SpecError, epoch, stored_public_keys
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "jwt-trust"
@@ -117,10 +116,6 @@ def parse_policy_spec(name: str, spec: Mapping[str, Any]) -> PolicySpec:
     )
 
 
-def _epoch(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp())
-
-
 def issuer_trust(ref: str, issuer: Mapping[str, Any], now: int) -> IssuerTrust | None:
     """What a policy publishes for one Issuer: the keys in its status, its revocations from its spec."""
     spec, status = issuer.get("spec") or {}, issuer.get("status") or {}
@@ -132,7 +127,7 @@ def issuer_trust(ref: str, issuer: Mapping[str, Any], now: int) -> IssuerTrust |
     revoked_jtis = []
     for entry in spec.get("revokedTokens") or ():
         try:
-            jti, expires = str(entry["jti"]), _epoch(str(entry["expiresAt"]))
+            jti, expires = str(entry["jti"]), epoch(str(entry["expiresAt"]))
         except (KeyError, TypeError, ValueError):
             continue
         if expires > now:

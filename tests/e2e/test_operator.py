@@ -301,6 +301,18 @@ def test_a_key_does_not_activate_until_every_target_has_been_written(
     # An admission policy that refuses every ConfigMap write in this namespace while it carries a label.
     kube.apply(*_configmap_freeze())
     kube.plane.kubectl("label", "namespace", blocked, f"{FREEZE_LABEL}=yes")
+
+    # The API server enforces a new admission policy only once its own informer has it: probe first,
+    # or the operator's first write may slip through.
+    def denied() -> bool:
+        probe = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"probe-{uuid.uuid4().hex[:8]}", "namespace": blocked},
+        }
+        return kube.try_apply(probe)[0] != 0
+
+    wait_for(denied, what="the admission policy to take effect")
     name = f"p-{uuid.uuid4().hex[:8]}"
     kube.apply(policy(name, [(home, "idp")], labels))
     kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
@@ -312,7 +324,8 @@ def test_a_key_does_not_activate_until_every_target_has_been_written(
     condition = wait_for(
         lambda: (
             (c := kube.condition("issuer", "idp", "-n", home)) and c["reason"] == "AwaitingPublication" and c
-        )
+        ),
+        what="AwaitingPublication",
     )
     assert name in condition["message"]
     time.sleep(6)  # well past P + M: still nothing may sign

@@ -483,11 +483,13 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
         return None
 
     ref = f"{namespace}/{name}"
-    trusting = [
-        p
-        for p in operator.policies.objects.values()
-        if ref in _policy_refs(p) and not p["metadata"].get("deletionTimestamp")
-    ]
+    policies = list(operator.policies.objects.values())
+    if not any(ref in _policy_refs(p) for p in policies):
+        # "No policy trusts this Issuer" publishes a new key at once, so it must not come from a cache
+        # that may lag behind a policy created a moment ago (both applied together from Git, say).
+        items, _version = await operator.api.list(path(f"{GROUP}/{VERSION}", "trustpolicies"))
+        policies = [_summarise_custom(item) for item in items]
+    trusting = [p for p in policies if ref in _policy_refs(p) and not p["metadata"].get("deletionTimestamp")]
     published: set[str] | None = None
     waiting_for: list[str] = []
     for policy in trusting:

@@ -96,17 +96,6 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, inter
     raise TimeoutError(f"not done after {timeout:.0f}s")
 
 
-def operator_writes(operator: OperatorProcess, resource: str | None = "configmaps") -> float:
-    """The operator's own count of its writes (all resources when ``resource`` is None)."""
-    total = 0.0
-    for line in operator.metrics().splitlines():
-        if line.startswith("jwt_trust_api_writes_total{") and (
-            resource is None or f'resource="{resource}"' in line
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -181,7 +170,7 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         following = next(k["kid"] for k in status["keys"] if k["state"] == "next")
 
         # 1 + 2: policy creation → all N correct.
-        before, ours_before = await api_writes(api), operator_writes(operator)
+        before, ours_before = await api_writes(api), operator.writes("configmaps")
         policy = {
             "apiVersion": GROUP,
             "kind": "TrustPolicy",
@@ -198,13 +187,13 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         writes = delta(before, await api_writes(api))
         result["create_writes"] = writes
         result["create_cm_writes_per_ns"] = writes.get("configmaps", 0) / n
-        result["create_operator_cm_writes"] = operator_writes(operator) - ours_before
+        result["create_operator_cm_writes"] = operator.writes("configmaps") - ours_before
 
         # 3: steady state.
-        before, ours_before = await api_writes(api), operator_writes(operator, resource=None)
+        before, ours_before = await api_writes(api), operator.writes()
         await asyncio.sleep(args.steady_seconds)
         result["steady_writes"] = delta(before, await api_writes(api))
-        result["steady_operator_writes"] = operator_writes(operator, resource=None) - ours_before
+        result["steady_operator_writes"] = operator.writes() - ours_before
 
         # 4: a new key reaches every namespace.
         before = await api_writes(api)

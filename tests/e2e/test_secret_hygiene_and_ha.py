@@ -69,14 +69,6 @@ def test_no_private_key_material_in_configmaps_events_statuses_or_logs(
             )
 
 
-def _writes(process: OperatorProcess, resource: str) -> float:
-    total = 0.0
-    for line in process.metrics().splitlines():
-        if line.startswith("jwt_trust_api_writes_total{") and f'resource="{resource}"' in line:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_two_peered_replicas_have_exactly_one_active_and_the_standby_takes_over(
     operator: OperatorProcess, kube: Kube
 ) -> None:
@@ -94,7 +86,7 @@ def test_two_peered_replicas_have_exactly_one_active_and_the_standby_takes_over(
             replica.start()
         # kopf settles the peering within a few seconds of the second start; count writes after that.
         time.sleep(5)
-        before = [_writes(r, "configmaps") for r in replicas]
+        before = [r.writes("configmaps") for r in replicas]
         labels = {"e2e.jwt-trust.dev/group": uuid.uuid4().hex[:12]}
         home = kube.namespace()
         first = kube.namespace(labels)
@@ -103,16 +95,16 @@ def test_two_peered_replicas_have_exactly_one_active_and_the_standby_takes_over(
         kube.apply(policy(name, [(home, "idp")], labels))
         wait_for(lambda: kube.configmap(first, name), timeout=60, what="one replica to project")
         time.sleep(2)
-        writers = [r for r, start in zip(replicas, before, strict=True) if _writes(r, "configmaps") > start]
+        writers = [r for r, start in zip(replicas, before, strict=True) if r.writes("configmaps") > start]
         assert len(writers) == 1, "exactly one replica must be active"
         (leader,) = writers
         standby = next(r for r in replicas if r is not leader)
 
-        standby_writes = _writes(standby, "configmaps")
+        standby_writes = standby.writes("configmaps")
         leader.stop()  # a clean exit withdraws the leader from the peering
         second = kube.namespace(labels)
         wait_for(lambda: kube.configmap(second, name), timeout=60, what="the standby to take over")
-        assert _writes(standby, "configmaps") > standby_writes
+        assert standby.writes("configmaps") > standby_writes
     finally:
         for replica in replicas:
             replica.stop()

@@ -490,39 +490,30 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
         items, _version = await operator.api.list(path(f"{GROUP}/{VERSION}", "trustpolicies"))
         policies = [_summarise_custom(item) for item in items]
     trusting = [p for p in policies if ref in _policy_refs(p) and not p["metadata"].get("deletionTimestamp")]
-    published: set[str] | None = None
-    waiting_for: list[str] = []
-    for policy in trusting:
-        entry = next(
-            (e for e in (policy.get("status") or {}).get("publishedKeys") or () if e.get("issuer") == ref),
-            None,
-        )
-        kids = set(entry.get("kids") or ()) if entry else set()
-        published = kids if published is None else published & kids
+    # What each trusting policy reports as held by all its targets; a key is published when all agree.
+    held = {
+        p["metadata"]["name"]: {
+            kid
+            for entry in (p.get("status") or {}).get("publishedKeys") or ()
+            if entry.get("issuer") == ref
+            for kid in entry.get("kids") or ()
+        }
+        for p in trusting
+    }
+    published = set.intersection(*held.values()) if held else set()
     status = body.get("status") or {}
     now = int(time.time())
     result = step(
         now,
         spec,
         stored,
-        published or set(),
+        published,
         status_keys=stored_public_keys(status),
         recorded=records_from_status(status) if stored is None else None,
         has_targets=bool(trusting),
     )
-    for record in result.records:
-        if record.published_at is None:
-            waiting_for = [
-                p["metadata"]["name"]
-                for p in trusting
-                if record.kid
-                not in {
-                    k
-                    for e in (p.get("status") or {}).get("publishedKeys") or ()
-                    if e.get("issuer") == ref
-                    for k in e.get("kids") or ()
-                }
-            ]
+    pending = [r.kid for r in result.records if r.published_at is None]
+    waiting_for = [name for name, kids in held.items() if any(kid not in kids for kid in pending)]
 
     new_data = result.secret_data(spec)
     if new_data != data or (secret is not None and _owner_mismatch(secret, spec)):

@@ -120,6 +120,17 @@ class OperatorProcess:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
             return str(response.read().decode())
 
+    def writes(self, resource: str | None = None) -> float:
+        """The operator's own count of the writes it sent (``jwt_trust_api_writes_total``), all
+        resources or one (``configmaps``, ``issuers/status``, ...)."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            if line.startswith("jwt_trust_api_writes_total{") and (
+                resource is None or f'resource="{resource}"' in line
+            ):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
     def kill(self) -> None:
         """SIGKILL, no clean-up: what a crash or an OOM kill does."""
         if self.process is not None and self.process.poll() is None:

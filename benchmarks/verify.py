@@ -1,17 +1,21 @@
 """Verifier speed, side by side in one process: the raw signature check, our TrustStore, and the peers.
 
 For each algorithm a pool of distinct tokens (one key, one header, different ``jti``) is minted and
-verified in turn by each contender, interleaved round by round so that machine noise hits them all
-alike. Distinct tokens keep our repeated-token cache out of the "jwt-trust" column (it also passes
-``use_cache=False``); the "jwt-trust (repeat)" column verifies one token again and again, the cached
-path. Printed: the median microseconds per verification and the ratio to "raw", the least any verifier
-must do with an already-loaded key: base64url-decode the signature segment, (for ECDSA) turn JWS
-``R || S`` into the DER that cryptography wants, and call cryptography's verify. "floor" adds what no
-JWT verifier can skip either, decoding the claims and parsing their JSON (no rule checked at all): the
-gap between "floor" and "jwt-trust" is the price of our checks. Every library is asked for its
-strictest useful settings (algorithm allow-list, issuer, audience, exp).
+verified in turn by each contender, round after round, in a shuffled order each round so that machine
+noise hits them all alike. Distinct tokens keep our repeated-token cache out of the "jwt-trust"
+column (it also passes ``use_cache=False``); the "jwt-trust (repeat)" column verifies one token again
+and again, the cached path.
 
-    python benchmarks/verify.py [--rounds 15] [--per-round 200] [--only EdDSA,ES256] [--no-peers]
+Printed per contender: the median microseconds per verification, and the median over rounds of its
+time divided by raw's time in the same round. "raw" is cryptography's verify call alone, on a loaded
+key, with the signature already decoded (already DER for ECDSA) and the signing input already sliced:
+nothing a verifier does per token is cheaper. "floor" is the least a plain Python verifier does with a
+token, checking no rule at all: split it, decode the signature (to DER for ECDSA), check it, decode the
+claims and parse their JSON. Every library is asked for its strictest useful settings (algorithm
+allow-list, issuer, audience, exp). The first line says whether jwt-trust's C parsing twin
+(``jwt_trust._speedups``) is in use; ``JWT_TRUST_PURE_PYTHON=1`` measures the pure-Python reference.
+
+    python benchmarks/verify.py [--rounds 31] [--per-round 100] [--only EdDSA,ES256] [--no-peers]
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import random
 import statistics
 import time
 from collections.abc import Callable
@@ -28,6 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from jwt_trust import _hotpath
 from jwt_trust.algorithms import ALGORITHMS
 from jwt_trust.keys import b64url_encode, generate_private_key, public_jwk, public_key_from_jwk
 from jwt_trust.verifier import TrustStore
@@ -66,8 +72,33 @@ def _tokens(alg: str, bits: int | None) -> tuple[list[str], dict[str, Any]]:
     return tokens, jwk
 
 
-def _raw(alg: str, jwk: dict[str, Any]) -> Verify:
-    """The floor: decode the signature segment and make the one cryptography call a check needs."""
+def _raw(alg: str, jwk: dict[str, Any], tokens: list[str]) -> Verify:
+    """The signature check alone: cryptography's verify on a loaded key with each token's signature
+    already decoded (and, for ECDSA, already in the DER form cryptography wants) and its signing input
+    already sliced, all prepared before timing. Nothing a verifier does per token is cheaper."""
+    public: Any = public_key_from_jwk(jwk)
+    prepared: dict[str, tuple[bytes, bytes]] = {}
+    for token in tokens:
+        signing_input, _, encoded = token.rpartition(".")
+        signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        if alg.startswith("ES"):
+            half = len(signature) // 2
+            r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+            signature = encode_dss_signature(r, s)
+        prepared[token] = (signature, signing_input.encode())
+    if alg == "EdDSA":
+        return lambda token: public.verify(*prepared[token])
+    if alg.startswith("ES"):
+        scheme = ec.ECDSA(hashes.SHA256() if alg == "ES256" else hashes.SHA384())
+        return lambda token: public.verify(*prepared[token], scheme)
+    pad = padding.PKCS1v15() if alg == "RS256" else padding.PSS(padding.MGF1(hashes.SHA256()), 32)
+    sha256 = hashes.SHA256()
+    return lambda token: public.verify(*prepared[token], pad, sha256)
+
+
+def _floor(alg: str, jwk: dict[str, Any]) -> Verify:
+    """What no JWT verifier can skip, written plainly and checking no rule: split the token, decode the
+    signature (to DER for ECDSA), check it, decode the claims and parse their JSON."""
     public: Any = public_key_from_jwk(jwk)
     if alg == "EdDSA":
         verify_call: Callable[[bytes, bytes], None] = public.verify
@@ -84,34 +115,22 @@ def _raw(alg: str, jwk: dict[str, Any]) -> Verify:
         sha256 = hashes.SHA256()
         verify_call = lambda signature, data: public.verify(signature, data, pad, sha256)
 
-    def raw(token: str) -> object:
-        data = token.encode()
-        dot = data.rindex(b".")
-        encoded = data[dot + 1 :]
-        signature = base64.urlsafe_b64decode(encoded + b"=" * (-len(encoded) % 4))
-        verify_call(signature, data[:dot])  # raises InvalidSignature if the token were bad
-        return None
-
-    return raw
-
-
-def _floor(raw: Verify) -> Verify:
-    """What no JWT verifier can skip on top of raw: decode the claims segment and parse its JSON."""
-
     def floor(token: str) -> object:
-        raw(token)
-        payload = token.split(".")[1]
+        header, payload, encoded = token.split(".")
+        signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+        verify_call(signature, f"{header}.{payload}".encode())  # raises InvalidSignature if bad
         return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
     return floor
 
 
-def _contenders(alg: str, jwk: dict[str, Any], repeat_token: str, peers: bool) -> dict[str, Verify]:
+def _contenders(alg: str, jwk: dict[str, Any], tokens: list[str], peers: bool) -> dict[str, Verify]:
     store = TrustStore.from_jwks({"keys": [jwk]}, issuer=ISSUER, algorithms=(alg,))
     repeat_store = TrustStore.from_jwks({"keys": [jwk]}, issuer=ISSUER, algorithms=(alg,))
+    repeat_token = tokens[0]
     contenders: dict[str, Verify] = {
-        "raw": _raw(alg, jwk),
-        "floor": _floor(_raw(alg, jwk)),
+        "raw": _raw(alg, jwk, tokens),
+        "floor": _floor(alg, jwk),
         "jwt-trust": lambda token: store.verify(token, audience=AUDIENCE, use_cache=False),
         # Ignores its argument: always the same token, so every call after the first is a cache hit.
         "jwt-trust (repeat)": lambda _token: repeat_store.verify(repeat_token, audience=AUDIENCE),
@@ -182,58 +201,72 @@ def _contenders(alg: str, jwk: dict[str, Any], repeat_token: str, peers: bool) -
     return contenders
 
 
-def _measure(
-    contenders: dict[str, Verify], tokens: list[str], rounds: int, per_round: int
-) -> dict[str, float]:
+class Timings:
+    """Microseconds per verification, one sample per contender per round."""
+
+    def __init__(self, samples: dict[str, list[float]]):
+        self.samples = samples
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.samples[name])
+
+    def ratio(self, name: str, to: str = "raw") -> float:
+        """Median over rounds of name's time over to's time in the same round: paired, so a slow
+        stretch of the machine that hits a whole round cancels out."""
+        return statistics.median(a / b for a, b in zip(self.samples[name], self.samples[to], strict=True))
+
+
+def _measure(contenders: dict[str, Verify], tokens: list[str], rounds: int, per_round: int) -> Timings:
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     for function in contenders.values():  # warm up, and prove each one accepts every token
         for token in tokens:
             function(token)
     batch = [tokens[i % len(tokens)] for i in range(per_round)]
+    order = list(contenders.items())
+    shuffle = random.Random(7).shuffle  # a fixed seed: reruns time the same sequence
     for _ in range(rounds):
-        for name, function in contenders.items():
+        shuffle(order)  # no contender always runs right after the same other one
+        for name, function in order:
             started = time.perf_counter()
             for token in batch:
                 function(token)
             samples[name].append((time.perf_counter() - started) / per_round * 1e6)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return Timings(samples)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--per-round", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--per-round", type=int, default=100)
     parser.add_argument("--only", help="comma-separated labels, e.g. EdDSA,ES256,RS256-2048")
-    parser.add_argument("--no-peers", action="store_true", help="only raw and jwt-trust")
+    parser.add_argument("--no-peers", action="store_true", help="only raw, floor and jwt-trust")
     args = parser.parse_args()
 
-    rows: list[tuple[str, dict[str, float]]] = []
+    print(f"jwt-trust parsing: {'C (jwt_trust._speedups)' if _hotpath.ACCELERATED else 'pure Python'}")
+    rows: list[tuple[str, Timings]] = []
     for alg, bits in CASES:
         label = f"{alg}-{bits}" if bits else alg
         if args.only and label not in args.only.split(","):
             continue
         tokens, jwk = _tokens(alg, bits)
-        per_round = max(20, args.per_round // (10 if bits == 4096 else 1))
-        contenders = _contenders(alg, jwk, tokens[0], peers=not args.no_peers)
+        per_round = max(10, args.per_round // (10 if bits == 4096 else 1))
+        contenders = _contenders(alg, jwk, tokens, peers=not args.no_peers)
         rows.append((label, _measure(contenders, tokens, args.rounds, per_round)))
 
-    names = list(rows[0][1])
+    names = list(rows[0][1].samples)
     print(f"{'algorithm':<12}" + "".join(f"{name:>22}" for name in names))
-    for label, medians in rows:
-        raw = medians["raw"]
-        cells = "".join(f"{medians[n]:>12.1f}us {medians[n] / raw:>5.2f}x" for n in names)
+    for label, timings in rows:
+        cells = "".join(f"{timings.median(n):>12.1f}us {timings.ratio(n):>5.2f}x" for n in names)
         print(f"{label:<12}{cells}")
     summary = []
-    for label, medians in rows:
-        line = (
-            f"{label}: {medians['jwt-trust'] / medians['raw']:.2f}x raw "
-            f"(floor {medians['floor'] / medians['raw']:.2f}x)"
-        )
-        if "PyJWT" in medians:
-            peers = min(medians[n] for n in PEERS)
+    for label, timings in rows:
+        line = f"{label}: {timings.ratio('jwt-trust'):.2f}x raw (floor {timings.ratio('floor'):.2f}x)"
+        if "PyJWT" in timings.samples:
+            fastest_peer = min(PEERS, key=timings.median)
             line += (
-                f", {peers / medians['jwt-trust']:.1f}x faster than the fastest peer, "
-                f"repeat {medians['PyJWT'] / medians['jwt-trust (repeat)']:.0f}x faster than PyJWT"
+                f", {timings.ratio(fastest_peer, to='jwt-trust'):.1f}x faster than the fastest peer"
+                f" ({fastest_peer}), repeat {timings.ratio('PyJWT', to='jwt-trust (repeat)'):.0f}x"
+                " faster than PyJWT"
             )
         summary.append(line)
     print("summary: " + "; ".join(summary))

@@ -31,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from jwt_trust import _hotpath
+
 PrivateKey: TypeAlias = Ed25519PrivateKey | ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 PublicKey: TypeAlias = Ed25519PublicKey | ec.EllipticCurvePublicKey | rsa.RSAPublicKey
 
@@ -152,37 +154,20 @@ def _eddsa_check(public_key: Ed25519PublicKey) -> Callable[[bytes, bytes], bool]
     return check
 
 
-def _der_integer(value: bytes) -> bytes:
-    """A DER INTEGER holding the unsigned big-endian ``value`` (non-zero, at most 66 bytes)."""
-    value = value.lstrip(b"\x00")
-    if value[0] & 0x80:
-        value = b"\x00" + value
-    return b"\x02" + bytes((len(value),)) + value
-
-
 def _ecdsa_check(
     public_key: ec.EllipticCurvePublicKey, scheme: ec.ECDSA, curve: EcCurve
 ) -> Callable[[bytes, bytes], bool]:
     verify = public_key.verify
-    half = curve.coordinate_size
-    size = 2 * half
-    # Equal-length big-endian byte strings compare like the numbers they encode, so the range check
-    # 0 < r, s < n needs no integer conversion.
-    zero = bytes(half)
-    order = curve.order.to_bytes(half, "big")
+    order = curve.order.to_bytes(curve.coordinate_size, "big")
+    ecdsa_der = _hotpath.ecdsa_der
 
     def check(signature: bytes, data: bytes) -> bool:
-        # JWS R || S (RFC 7518 §3.4) only: anything of another length, DER included, is refused.
-        if len(signature) != size:
+        # JWS R || S (RFC 7518 §3.4) only, r and s in range: anything else, DER included, is refused.
+        der = ecdsa_der(signature, order)
+        if der is None:
             return False
-        r, s = signature[:half], signature[half:]
-        # A zero or out-of-range r/s is never valid; rejecting it here also keeps "psychic signature"
-        # style bugs (CVE-2022-21449) out whatever the backend does.
-        if not (zero < r < order and zero < s < order):
-            return False
-        body = _der_integer(r) + _der_integer(s)  # at most 2 * 51 bytes: short-form DER lengths
         try:
-            verify(b"\x30" + bytes((len(body),)) + body, data, scheme)
+            verify(der, data, scheme)
         except InvalidSignature:
             return False
         return True

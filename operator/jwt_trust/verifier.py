@@ -20,32 +20,25 @@ malformed (the error is kept in :attr:`TrustStore.last_error`).
 
 from __future__ import annotations
 
-import binascii
+import functools
 import json
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NamedTuple
 
-from jwt_trust import _mounted
+from jwt_trust import _hotpath, _mounted
 from jwt_trust.algorithms import ALGORITHMS
 from jwt_trust.errors import (
     DisallowedAlgorithm,
-    ExpiredToken,
-    InvalidAudience,
     InvalidIssuer,
     InvalidKey,
     InvalidSignature,
     InvalidType,
-    IssuedInFuture,
-    MalformedClaim,
     MalformedToken,
-    MissingClaim,
-    NotYetValid,
     RevokedKey,
     RevokedToken,
     TokenTooLarge,
@@ -64,99 +57,7 @@ from jwt_trust.projection import (
 )
 
 DEFAULT_MAX_TOKEN_BYTES = 65536
-MAX_JSON_DEPTH = 32
 CACHE_SIZE = 4096
-
-# --- strict parsing ------------------------------------------------------------------------------
-
-
-# base64url -> standard alphabet; "+", "/" and "=" become "!", which strict a2b_base64 refuses.
-_FROM_URLSAFE = bytes.maketrans(b"-_+/=", b"+/!!!")
-_PADDING = (b"", b"", b"==", b"=")
-# The characters whose unused low bits are zero, by length of the final group (RFC 4648 §3.5).
-_CANONICAL_LAST: tuple[frozenset[int], ...] = (
-    frozenset(),
-    frozenset(),
-    frozenset(b"AQgw"),
-    frozenset(b"AEIMQUYcgkosw048"),
-)
-
-
-def _b64decode(segment: bytes, part: str) -> bytes:
-    """Strict unpadded base64url, as jwt_trust.keys.b64url_decode, but bytes-only and at C speed."""
-    remainder = len(segment) & 3
-    # A 1-character final group is impossible; a 2- or 3-character one carries spare bits that must
-    # be zero, or two different strings would decode to the same bytes.
-    if remainder and (remainder == 1 or segment[-1] not in _CANONICAL_LAST[remainder]):
-        raise MalformedToken(f"the {part} is not strict base64url")
-    try:
-        # strict_mode refuses whitespace and any character outside the alphabet.
-        return binascii.a2b_base64(segment.translate(_FROM_URLSAFE) + _PADDING[remainder], strict_mode=True)
-    except binascii.Error:
-        raise MalformedToken(f"the {part} is not strict base64url") from None
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate member name")
-    return result
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
-
-
-# Built once: json.loads with hooks would construct a new decoder on every call.
-_DECODER = json.JSONDecoder(object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-# The decoder's C scanner (same hooks), callable without decode()'s two whitespace regex matches.
-_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
-
-
-def _too_deep(raw: bytes) -> bool:
-    """Whether ``raw`` nests deeper than MAX_JSON_DEPTH (brackets inside strings do not count)."""
-    depth = 0
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:
-                escaped = True
-            elif byte == 0x22:
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x7B, 0x5B):
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                return True
-        elif byte in (0x7D, 0x5D):
-            depth -= 1
-    return False
-
-
-def _json_object(raw: bytes, part: str) -> dict[str, Any]:
-    # Counting brackets is C-speed and almost always settles it; only a suspicious document pays for
-    # the exact scan.
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _too_deep(raw):
-        raise MalformedToken(f"the {part} JSON is nested too deeply")
-    try:
-        # A BOM survives decoding as U+FEFF, which the JSON scanner rejects.
-        text = raw.decode("utf-8")
-        try:
-            # The scanner alone, when the document fills the text exactly (the usual, compact case);
-            # anything else (surrounding whitespace, trailing data) goes through the full decoder.
-            value, end = _SCAN(text, 0)
-        except StopIteration:
-            end = -1
-        if end != len(text):
-            value = _DECODER.decode(text)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise MalformedToken(f"the {part} is not a valid UTF-8 JSON object") from None
-    if type(value) is not dict:
-        raise MalformedToken(f"the {part} is not a JSON object")
-    return value
 
 
 def _media_type(typ: str) -> str:
@@ -314,6 +215,11 @@ class _Verified(NamedTuple):
     candidates: tuple[_Key, ...]  # keys whose signature check passed (several only on a kid collision)
 
 
+# The same object as _Verified(...), built in C: a NamedTuple's own constructor is Python code, and this
+# is on every fresh token's path.
+_new_verified: Callable[[tuple[Any, ...]], _Verified] = functools.partial(tuple.__new__, _Verified)
+
+
 # --- the store -----------------------------------------------------------------------------------
 
 
@@ -328,7 +234,8 @@ class TrustStore:
         self._last_check = time.monotonic()
         self._last_forced = float("-inf")
         self._reload_lock = threading.Lock()
-        self._cache: OrderedDict[tuple[bytes, int], _Verified] = OrderedDict()
+        # Insertion-ordered: eviction drops the oldest entry (FIFO; recency is not worth tracking).
+        self._cache: dict[tuple[bytes, int], _Verified] = {}
         self._cache_lock = threading.Lock()
         self.last_error: TrustStoreError | None = None
 
@@ -479,12 +386,13 @@ class TrustStore:
 
         ``audience``, ``typ`` and ``leeway`` replace the store's policy for this call; ``issuer``
         additionally requires that exact ``iss``; ``require`` adds required claims. ``use_cache=False``
-        forces the full signature check even for a token verified before (benchmarks, audits).
+        forces the full signature check even for a token verified before, and leaves the cache as it
+        was (benchmarks, audits).
         """
         verified, state = self._verified(token, max_token_bytes, use_cache=use_cache)
         claims = verified.claims
         if claims is None:  # cached by verify_signature, which accepts any payload
-            claims = _json_object(verified.payload, "payload")
+            claims = _hotpath.parse_object(verified.payload, "payload")
 
         expected_typ = state.typ if typ is None else _media_type(typ)
         if expected_typ is not None:
@@ -492,24 +400,15 @@ class TrustStore:
 
         if now is None:
             now = time.time()
-        slack = state.leeway if leeway is None else leeway
-        latest = now + slack
-        get = claims.get
-        exp = get("exp")
-        if type(exp) is not int:  # the usual case first; _number says what else is acceptable
-            if exp is None:
-                raise MissingClaim("the token has no exp claim")
-            exp = _number(exp, "exp")
-        if not now < exp + slack:
-            raise ExpiredToken("the token has expired")
-        nbf = get("nbf")
-        if nbf is not None and _number(nbf, "nbf") > latest:
-            raise NotYetValid("the token is not valid yet (nbf)")
-        iat = get("iat")
-        if iat is not None and _number(iat, "iat") > latest:
-            raise IssuedInFuture("the token was issued in the future (iat)")
+        _hotpath.check_claims(
+            claims,
+            now,
+            state.leeway if leeway is None else leeway,
+            state.audiences if audience is None else (audience,),
+            (*state.required_claims, *require) if require else state.required_claims,
+        )
 
-        iss = get("iss")
+        iss = claims.get("iss")
         owner = None
         for key in verified.candidates:
             if key.owner.issuer is None or key.owner.issuer == iss:
@@ -520,30 +419,7 @@ class TrustStore:
         if issuer is not None and iss != issuer:
             raise InvalidIssuer("iss is not the expected issuer")
 
-        accepted = state.audiences if audience is None else (audience,)
-        aud = get("aud")
-        if aud is not None:
-            if type(aud) is str:
-                if not accepted:
-                    raise InvalidAudience("the token has aud but no audience is configured")
-                if aud not in accepted:
-                    raise InvalidAudience("aud does not contain an accepted audience")
-            elif type(aud) is list and all(type(a) is str for a in aud):
-                if not accepted:
-                    raise InvalidAudience("the token has aud but no audience is configured")
-                if not any(a in accepted for a in aud):
-                    raise InvalidAudience("aud does not contain an accepted audience")
-            else:
-                raise MalformedClaim("aud must be a string or a list of strings")
-        elif accepted:
-            raise InvalidAudience("the token has no aud but an audience is required")
-
-        for names in (state.required_claims, require):
-            for name in names:
-                if get(name) is None:
-                    raise MissingClaim(f"the token has no {name!r} claim")
-
-        jti = get("jti")
+        jti = claims.get("jti")
         if jti is not None and type(jti) is str and jti in owner.revoked_jtis:
             raise RevokedToken("the token's jti is revoked")
         return dict(claims)
@@ -578,24 +454,12 @@ class TrustStore:
             state = self._state
             cache_key = (token, state.generation)
             verified = _check_token(token, state, claims)
-        with self._cache_lock:
-            self._cache[cache_key] = verified
-            if len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
+        if use_cache:
+            with self._cache_lock:
+                self._cache[cache_key] = verified
+                if len(self._cache) > CACHE_SIZE:
+                    del self._cache[next(iter(self._cache))]
         return verified, state
-
-
-_INFINITY = float("inf")
-
-
-def _number(value: Any, name: str) -> int | float:
-    """``value`` if it is a finite JSON number; json yields exactly int or float for numbers (and bool,
-    a subclass of int, for true/false, refused here), so exact type checks are enough."""
-    kind = type(value)
-    if kind is int or (kind is float and -_INFINITY < value < _INFINITY):
-        return value  # type: ignore[no-any-return]
-    # 1e400 parses as infinity: a token that never expires is not a number we accept.
-    raise MalformedClaim(f"{name} must be a finite number")
 
 
 def _check_typ(header: Mapping[str, Any], expected: str) -> None:
@@ -613,7 +477,7 @@ def _check_header(header_b64: bytes, state: _State) -> _Header:
     checked = state.headers.get(header_b64)
     if checked is not None:
         return checked
-    header = _json_object(_b64decode(header_b64, "header"), "header")
+    header = _hotpath.parse_object(_hotpath.b64decode(header_b64, "header"), "header")
 
     alg = header.get("alg")
     if not isinstance(alg, str):
@@ -658,19 +522,8 @@ def _check_header(header_b64: bytes, state: _State) -> _Header:
 
 def _check_token(token: bytes, state: _State, parse_claims: bool = True) -> _Verified:
     """Every structural, header, key and signature rule; the part of verification worth caching."""
-    if token[:1] == b"{":
-        raise MalformedToken("JSON serialization is not accepted, only compact JWS")
-    parts = token.split(b".")
-    if len(parts) != 3:
-        if len(parts) == 5:
-            raise MalformedToken("the token is a JWE, not a JWS")
-        raise MalformedToken("a compact JWS has exactly three segments")
-    header_b64, payload_b64, signature_b64 = parts
+    header_b64, payload, signature, signing_input = _hotpath.split_token(token)
     checked = state.headers.get(header_b64) or _check_header(header_b64, state)
-
-    payload = _b64decode(payload_b64, "payload")
-    signature = _b64decode(signature_b64, "signature")
-    signing_input = token[: len(header_b64) + 1 + len(payload_b64)]
     candidates = checked.candidates
     if len(candidates) == 1:  # the usual case, a kid naming one key: no generator on the hot path
         key, check = candidates[0]
@@ -686,8 +539,8 @@ def _check_token(token: bytes, state: _State, parse_claims: bool = True) -> _Ver
             if key.kid is not None and key.kid in state.revoked_kids:
                 raise RevokedKey("the token was signed by a revoked key")
 
-    claims = _json_object(payload, "payload") if parse_claims else None
-    return _Verified(checked.header, payload, claims, passed)
+    claims = _hotpath.parse_object(payload, "payload") if parse_claims else None
+    return _new_verified((checked.header, payload, claims, passed))
 
 
 # --- directory loading ---------------------------------------------------------------------------

@@ -1,0 +1,14 @@
+# Type stub of the optional C module (_speedups.c); jwt_trust._hotpath documents the behaviour.
+from typing import Any
+
+def split_token(token: bytes, /) -> tuple[bytes, bytes, bytes, bytes]: ...
+def parse_object(raw: bytes, part: str, /) -> dict[str, Any]: ...
+def ecdsa_der(signature: bytes, order: bytes, /) -> bytes | None: ...
+def check_claims(
+    claims: dict[str, Any],
+    now: float,
+    leeway: float,
+    audiences: tuple[str, ...],
+    required: tuple[str, ...],
+    /,
+) -> None: ...

@@ -9,8 +9,10 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Only what the build needs (see .dockerignore): metadata, the README it names, the sources.
-COPY pyproject.toml README.md ./
+# Only what the build needs (see .dockerignore): metadata, the README it names, the sources. setup.py
+# declares the verifier's optional C twin; this slim image has no compiler, so pip falls back to pure
+# Python (the operator never verifies tokens on a hot path).
+COPY pyproject.toml setup.py README.md ./
 COPY operator ./operator
 # Not editable: the package is copied into the environment, and /src stays behind in this stage.
 RUN /opt/venv/bin/pip install --no-cache-dir '.[operator]'

@@ -369,11 +369,12 @@ static PyObject *parse_object_value(Parser *ps) {
             goto fail;
         }
         /* A repeated member name is refused (RFC 7515 §5.2, RFC 8725 §3.1): never "last one wins". */
-        /* One lookup: the value already stored under this name (borrowed), unless the name is new. */
-        int repeated = PyDict_SetDefault(dict, name, value) != value;
+        /* A name seen before replaces its value without growing the dict: one lookup tells. */
+        Py_ssize_t size = PyDict_GET_SIZE(dict);
+        int stored = PyDict_SetItem(dict, name, value);
         Py_DECREF(name);
         Py_DECREF(value);
-        if (repeated) goto fail; /* NULL (an error) is never value either */
+        if (stored < 0 || PyDict_GET_SIZE(dict) == size) goto fail;
         skip_whitespace(ps);
         if (ps->p >= ps->end) goto fail;
         if (*ps->p == '}') break;

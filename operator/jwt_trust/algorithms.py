@@ -159,11 +159,10 @@ def _ecdsa_check(
 ) -> Callable[[bytes, bytes], bool]:
     verify = public_key.verify
     order = curve.order.to_bytes(curve.coordinate_size, "big")
-    ecdsa_der = _hotpath.ecdsa_der
 
     def check(signature: bytes, data: bytes) -> bool:
         # JWS R || S (RFC 7518 §3.4) only, r and s in range: anything else, DER included, is refused.
-        der = ecdsa_der(signature, order)
+        der = _hotpath.ecdsa_der(signature, order)
         if der is None:
             return False
         try:

@@ -30,6 +30,9 @@ from jwt_trust.keys import b64url_encode, generate_private_key, public_jwk
 from jwt_trust.projection import IssuerTrust, PolicyTrust, render_configmap_data
 from jwt_trust.verifier import TrustStore
 
+# Every test runs on the C twin and on the Python reference of jwt_trust._hotpath (tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("each_hotpath")
+
 NOW = 1_800_000_000
 ISS_A = "https://a.example"
 ISS_B = "https://b.example"
@@ -667,6 +670,18 @@ def test_exp_as_a_float_or_a_huge_integer_follows_the_time_rules(keys: dict[str,
         store.verify(_token(private, "ES256", kid=jwk["kid"], claims={"exp": NOW - 60.5}), now=NOW)
     with pytest.raises(errors.NotYetValid):
         store.verify(_token(private, "ES256", kid=jwk["kid"], claims={"nbf": 10**30}), now=NOW)
+
+
+def test_exp_beyond_the_range_of_a_float_is_compared_exactly_not_a_crash(keys: dict[str, Any]) -> None:
+    # 10**400 has 401 digits (under Python's 4,300-digit limit) but no float holds it: exp + leeway
+    # used to raise OverflowError, an untyped crash, instead of an answer.
+    private, jwk = keys["ES256"]
+    store = _store(jwk)
+    assert store.verify(_token(private, "ES256", kid=jwk["kid"], claims={"exp": 10**400}), now=NOW)
+    with pytest.raises(errors.ExpiredToken):
+        store.verify(_token(private, "ES256", kid=jwk["kid"], claims={"exp": -(10**400)}), now=NOW)
+    with pytest.raises(errors.NotYetValid):
+        store.verify(_token(private, "ES256", kid=jwk["kid"], claims={"nbf": 10**400}), now=NOW)
 
 
 def test_integer_with_too_many_digits_is_malformed_not_a_crash(keys: dict[str, Any]) -> None:

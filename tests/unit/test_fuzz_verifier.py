@@ -27,6 +27,9 @@ from jwt_trust.keys import b64url_encode, generate_private_key, public_jwk, publ
 from jwt_trust.projection import IssuerTrust, PolicyTrust, parse_trust_files, render_configmap_data
 from jwt_trust.verifier import TrustStore
 
+# Every test runs on the C twin and on the Python reference of jwt_trust._hotpath (tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("each_hotpath")
+
 NOW = 1_800_000_000
 ISS_A = "https://a.example"
 ISS_B = "https://b.example"

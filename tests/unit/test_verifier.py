@@ -26,6 +26,9 @@ from jwt_trust.projection import (
 )
 from jwt_trust.verifier import TrustStore
 
+# Every test runs on the C twin and on the Python reference of jwt_trust._hotpath (tests/unit/conftest.py).
+pytestmark = pytest.mark.usefixtures("each_hotpath")
+
 NOW = 1_800_000_000
 ISS_A = "https://a.example"
 ISS_B = "https://b.example"

@@ -1,21 +1,21 @@
 """Verifier speed, side by side in one process: the raw signature check, our TrustStore, and the peers.
 
-For each algorithm a pool of distinct tokens (one key, one header, different ``jti``) is minted and
-verified in turn by each contender, round after round, in a shuffled order each round so that machine
-noise hits them all alike. Distinct tokens keep our repeated-token cache out of the "jwt-trust"
-column (it also passes ``use_cache=False``); the "jwt-trust (repeat)" column verifies one token again
-and again, the cached path.
+For each algorithm a pool of distinct tokens (one key, one header, different ``jti``) is minted; each
+round verifies one token once with every contender, in a new shuffled order, timing every call on its
+own, so that machine noise and cold caches hit them all alike. Distinct tokens keep our repeated-token
+cache out of the "jwt-trust" column (it also passes ``use_cache=False``); the "jwt-trust (repeat)"
+column verifies one token again and again, the cached path.
 
 Printed per contender: the median microseconds per verification, and the median over rounds of its
-time divided by raw's time in the same round. "raw" is cryptography's verify call alone, on a loaded
-key, with the signature already decoded (already DER for ECDSA) and the signing input already sliced:
-nothing a verifier does per token is cheaper. "floor" is the least a plain Python verifier does with a
-token, checking no rule at all: split it, decode the signature (to DER for ECDSA), check it, decode the
-claims and parse their JSON. Every library is asked for its strictest useful settings (algorithm
+time divided by raw's time on the same token in the same round. "raw" is cryptography's verify call
+alone, on a loaded key, with the signature already decoded (already DER for ECDSA) and the signing
+input already sliced: nothing a verifier does per token is cheaper. "floor" is the least a plain
+Python verifier does with a token, checking no rule at all: split it, decode the signature (to DER for
+ECDSA), check it, decode the claims and parse their JSON. Every library is asked for its strictest useful settings (algorithm
 allow-list, issuer, audience, exp). The first line says whether jwt-trust's C parsing twin
 (``jwt_trust._speedups``) is in use; ``JWT_TRUST_PURE_PYTHON=1`` measures the pure-Python reference.
 
-    python benchmarks/verify.py [--rounds 31] [--per-round 100] [--only EdDSA,ES256] [--no-peers]
+    python benchmarks/verify.py [--rounds 1500] [--only EdDSA,ES256] [--no-peers]
 """
 
 from __future__ import annotations
@@ -202,7 +202,8 @@ def _contenders(alg: str, jwk: dict[str, Any], tokens: list[str], peers: bool) -
 
 
 class Timings:
-    """Microseconds per verification, one sample per contender per round."""
+    """Microseconds per verification: one sample per contender per round, a round being one token
+    verified once by every contender."""
 
     def __init__(self, samples: dict[str, list[float]]):
         self.samples = samples
@@ -211,33 +212,34 @@ class Timings:
         return statistics.median(self.samples[name])
 
     def ratio(self, name: str, to: str = "raw") -> float:
-        """Median over rounds of name's time over to's time in the same round: paired, so a slow
-        stretch of the machine that hits a whole round cancels out."""
+        """Median over rounds of name's time over to's time on the same token in the same round:
+        paired, so whatever slows the machine down for a moment hits both sides of each ratio."""
         return statistics.median(a / b for a, b in zip(self.samples[name], self.samples[to], strict=True))
 
 
-def _measure(contenders: dict[str, Verify], tokens: list[str], rounds: int, per_round: int) -> Timings:
+def _measure(contenders: dict[str, Verify], tokens: list[str], rounds: int) -> Timings:
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     for function in contenders.values():  # warm up, and prove each one accepts every token
         for token in tokens:
             function(token)
-    batch = [tokens[i % len(tokens)] for i in range(per_round)]
     order = list(contenders.items())
     shuffle = random.Random(7).shuffle  # a fixed seed: reruns time the same sequence
-    for _ in range(rounds):
-        shuffle(order)  # no contender always runs right after the same other one
+    clock = time.perf_counter_ns
+    for round_number in range(rounds):
+        token = tokens[round_number % len(tokens)]
+        # Each call is timed on its own, right after another contender's call: every contender
+        # starts from the same kind of cold cache a busy server gives it, in a new order each round.
+        shuffle(order)
         for name, function in order:
-            started = time.perf_counter()
-            for token in batch:
-                function(token)
-            samples[name].append((time.perf_counter() - started) / per_round * 1e6)
+            started = clock()
+            function(token)
+            samples[name].append((clock() - started) / 1000)
     return Timings(samples)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=31)
-    parser.add_argument("--per-round", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=1500, help="tokens verified by every contender")
     parser.add_argument("--only", help="comma-separated labels, e.g. EdDSA,ES256,RS256-2048")
     parser.add_argument("--no-peers", action="store_true", help="only raw, floor and jwt-trust")
     args = parser.parse_args()
@@ -249,9 +251,8 @@ def main() -> None:
         if args.only and label not in args.only.split(","):
             continue
         tokens, jwk = _tokens(alg, bits)
-        per_round = max(10, args.per_round // (10 if bits == 4096 else 1))
         contenders = _contenders(alg, jwk, tokens, peers=not args.no_peers)
-        rows.append((label, _measure(contenders, tokens, args.rounds, per_round)))
+        rows.append((label, _measure(contenders, tokens, args.rounds)))
 
     names = list(rows[0][1].samples)
     print(f"{'algorithm':<12}" + "".join(f"{name:>22}" for name in names))

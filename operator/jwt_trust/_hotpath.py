@@ -13,6 +13,7 @@ selection, ``iss`` bound to the key's owner, revocation) stays in :mod:`jwt_trus
 - :func:`parse_object` accepts only a UTF-8 JSON object with no duplicate member names at any level,
   no ``NaN``/``Infinity`` and at most :data:`MAX_JSON_DEPTH` levels of nesting.
 - :func:`ecdsa_der` turns a JWS ECDSA signature (``R || S``) into the DER form OpenSSL verifies.
+- :func:`check_signature` calls a public key's ``verify`` on the signature in that form, as a bool.
 - :func:`check_claims` applies the ``exp``/``nbf``/``iat``, ``aud`` and required-claim rules.
 
 All of them raise :class:`~jwt_trust.errors.InvalidToken` subclasses for a token that breaks a rule.
@@ -25,6 +26,8 @@ import json
 import os
 from collections.abc import Callable
 from typing import Any, NoReturn
+
+from cryptography.exceptions import InvalidSignature
 
 from jwt_trust.errors import (
     ExpiredToken,
@@ -163,6 +166,34 @@ def py_ecdsa_der(signature: bytes, order: bytes) -> bytes | None:
     return b"\x30" + _der_length(len(body)) + body
 
 
+def py_check_signature(  # noqa: PLR0917 - positional, like the partials built in algorithms.py
+    verify: Callable[..., None],
+    extra: tuple[Any, ...],
+    size: int,
+    order: bytes | None,
+    signature: bytes,
+    data: bytes,
+) -> bool:
+    """Whether ``verify(signature, data, *extra)`` (a cryptography public key's verify) accepts.
+
+    With ``order`` (ECDSA) the JWS ``R || S`` is turned into DER first (:func:`ecdsa_der`); otherwise the
+    signature must be exactly ``size`` bytes. Never raises for a bad signature: False.
+    """
+    if order is not None:
+        encoded = py_ecdsa_der(signature, order)
+        if encoded is None:
+            return False
+    elif len(signature) != size:
+        return False
+    else:
+        encoded = signature
+    try:
+        verify(encoded, data, *extra)
+    except (InvalidSignature, ValueError):  # ValueError: (RSA) a signature the backend cannot parse
+        return False
+    return True
+
+
 def _der_integer(value: bytes) -> bytes:
     """A DER INTEGER holding the unsigned big-endian ``value`` (non-zero, at most 66 bytes)."""
     value = value.lstrip(b"\x00")
@@ -244,6 +275,8 @@ def py_check_claims(
 split_token: Callable[[bytes], tuple[bytes, bytes, bytes, bytes]] = py_split_token
 parse_object: Callable[[bytes, str], dict[str, Any]] = py_parse_object
 ecdsa_der: Callable[[bytes, bytes], bytes | None] = py_ecdsa_der
+check_signature: Callable[[Callable[..., None], tuple[Any, ...], int, bytes | None, bytes, bytes], bool]
+check_signature = py_check_signature
 check_claims: Callable[[dict[str, Any], float, float, tuple[str, ...], tuple[str, ...]], None]
 check_claims = py_check_claims
 ACCELERATED = False
@@ -256,5 +289,6 @@ if os.environ.get("JWT_TRUST_PURE_PYTHON") != "1":
         split_token = _speedups.split_token
         parse_object = _speedups.parse_object
         ecdsa_der = _speedups.ecdsa_der
+        check_signature = _speedups.check_signature
         check_claims = _speedups.check_claims
         ACCELERATED = True

@@ -10,6 +10,7 @@
  *   split_token(token: bytes) -> (header_b64, payload, signature, signing_input)
  *   parse_object(raw: bytes, part: str) -> dict
  *   ecdsa_der(signature: bytes, order: bytes) -> bytes | None
+ *   check_signature(verify, extra: tuple, size: int, order: bytes | None, signature: bytes, data) -> bool
  *   check_claims(claims: dict, now: float, leeway: float, audiences: tuple, required: tuple) -> None
  *
  * They raise the same jwt_trust.errors classes as their Python twins. Nothing here allocates more than
@@ -521,6 +522,55 @@ static PyObject *ecdsa_der(PyObject *Py_UNUSED(module), PyObject *const *args, P
     return result;
 }
 
+/* --- check_signature: jwt_trust._hotpath.py_check_signature ------------------------------------ */
+
+static PyObject *InvalidSignature; /* cryptography.exceptions.InvalidSignature */
+
+static PyObject *check_signature(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6 || !PyTuple_CheckExact(args[1]) || !PyLong_CheckExact(args[2]) ||
+        !(args[3] == Py_None || PyBytes_Check(args[3])) || !PyBytes_Check(args[4])) {
+        PyErr_SetString(PyExc_TypeError, "check_signature() needs (verify, tuple, int, bytes | None, bytes, data)");
+        return NULL;
+    }
+    PyObject *verify = args[0], *extra = args[1], *order = args[3], *signature = args[4], *data = args[5];
+    PyObject *encoded;
+    if (order != Py_None) {
+        PyObject *der_args[2] = {signature, order};
+        encoded = ecdsa_der(module, der_args, 2);
+        if (encoded == NULL) return NULL;
+        if (encoded == Py_None) {
+            Py_DECREF(encoded);
+            Py_RETURN_FALSE;
+        }
+    } else {
+        Py_ssize_t size = PyLong_AsSsize_t(args[2]);
+        if (size == -1 && PyErr_Occurred()) return NULL;
+        if (PyBytes_GET_SIZE(signature) != size) Py_RETURN_FALSE;
+        encoded = Py_NewRef(signature);
+    }
+    /* verify(encoded, data, *extra), without building a tuple for the common short case. */
+    PyObject *call_args[6] = {encoded, data};
+    Py_ssize_t count = 2 + PyTuple_GET_SIZE(extra);
+    if (count > 6) {
+        Py_DECREF(encoded);
+        PyErr_SetString(PyExc_TypeError, "check_signature() takes at most 4 extra arguments");
+        return NULL;
+    }
+    for (Py_ssize_t i = 2; i < count; i++) call_args[i] = PyTuple_GET_ITEM(extra, i - 2);
+    PyObject *result = PyObject_Vectorcall(verify, call_args, (size_t)count, NULL);
+    Py_DECREF(encoded);
+    if (result != NULL) {
+        Py_DECREF(result);
+        Py_RETURN_TRUE;
+    }
+    /* A bad signature, or (RSA) a signature the backend cannot even parse: False, never an error. */
+    if (PyErr_ExceptionMatches(InvalidSignature) || PyErr_ExceptionMatches(PyExc_ValueError)) {
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    return NULL;
+}
+
 /* --- check_claims: jwt_trust._hotpath.py_check_claims ----------------------------------------- */
 
 static PyObject *EXP, *NBF, *IAT, *AUD; /* from KNOWN_NAMES */
@@ -654,6 +704,8 @@ static PyMethodDef methods[] = {
      "parse_object(raw: bytes, part: str) -> dict"},
     {"ecdsa_der", (PyCFunction)(void (*)(void))ecdsa_der, METH_FASTCALL,
      "ecdsa_der(signature: bytes, order: bytes) -> bytes | None"},
+    {"check_signature", (PyCFunction)(void (*)(void))check_signature, METH_FASTCALL,
+     "check_signature(verify, extra: tuple, size: int, order: bytes | None, signature: bytes, data) -> bool"},
     {"check_claims", (PyCFunction)(void (*)(void))check_claims, METH_FASTCALL,
      "check_claims(claims: dict, now: float, leeway: float, audiences: tuple, required: tuple) -> None"},
     {NULL, NULL, 0, NULL},
@@ -689,5 +741,10 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         }
     }
     Py_DECREF(errors);
+    PyObject *exceptions = PyImport_ImportModule("cryptography.exceptions");
+    if (exceptions == NULL) return NULL;
+    InvalidSignature = PyObject_GetAttrString(exceptions, "InvalidSignature");
+    Py_DECREF(exceptions);
+    if (InvalidSignature == NULL) return NULL;
     return PyModule_Create(&module);
 }

@@ -1,4 +1,5 @@
 # Type stub of the optional C module (_speedups.c); jwt_trust._hotpath documents the behaviour.
+from collections.abc import Callable
 from typing import Any
 
 def split_token(token: bytes, /) -> tuple[bytes, bytes, bytes, bytes]: ...
@@ -12,3 +13,12 @@ def check_claims(
     required: tuple[str, ...],
     /,
 ) -> None: ...
+def check_signature(
+    verify: Callable[..., None],
+    extra: tuple[Any, ...],
+    size: int,
+    order: bytes | None,
+    signature: bytes,
+    data: bytes,
+    /,
+) -> bool: ...

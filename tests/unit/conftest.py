@@ -13,7 +13,7 @@ import pytest
 
 from jwt_trust import _hotpath
 
-HOTPATH_FUNCTIONS = ("split_token", "parse_object", "ecdsa_der", "check_claims")
+HOTPATH_FUNCTIONS = ("split_token", "parse_object", "ecdsa_der", "check_signature", "check_claims")
 
 
 @pytest.fixture(params=["c", "python"])

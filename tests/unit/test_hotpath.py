@@ -9,6 +9,7 @@ An independent oracle (cryptography's DER encoder, Python's json module) checks 
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import math
@@ -23,8 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jwt_trust import _hotpath, errors
-from jwt_trust.algorithms import EC_CURVES
-from jwt_trust.keys import b64url_encode
+from jwt_trust.algorithms import ALGORITHMS, EC_CURVES
+from jwt_trust.keys import b64url_encode, generate_private_key
 
 speedups: Any = importlib.import_module("jwt_trust._speedups")
 
@@ -365,6 +366,53 @@ def test_ecdsa_der_agrees_on_random_signatures(order: bytes, data: st.DataObject
     if outcome[1] != ("NoneType", None):
         r, s = int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
         assert outcome[1] == ("bytes", encode_dss_signature(r, s))
+
+
+# --- check_signature ------------------------------------------------------------------------------
+
+SIGNING_KEYS = {alg: generate_private_key(alg) for alg in ("EdDSA", "ES256", "ES384", "RS256", "PS256")}
+
+
+def _bound_checks(alg: str) -> tuple[Any, Any]:
+    """The C and Python signature checks bound exactly as algorithms.py binds them for ``alg``."""
+    check = ALGORITHMS[alg].verifier(SIGNING_KEYS[alg].public_key())
+    assert isinstance(check, functools.partial)
+    return functools.partial(speedups.check_signature, *check.args), functools.partial(
+        _hotpath.py_check_signature, *check.args
+    )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    alg=st.sampled_from(sorted(SIGNING_KEYS)),
+    data=st.binary(max_size=64),
+    tamper=st.sampled_from(["none", "flip", "truncate", "extend", "data", "zero", "der"]),
+    position=st.integers(min_value=0),
+)
+def test_check_signature_agrees_and_accepts_only_genuine_signatures(
+    alg: str, data: bytes, tamper: str, position: int
+) -> None:
+    signature = ALGORITHMS[alg].sign(SIGNING_KEYS[alg], data)
+    signed = data
+    if tamper == "flip":
+        at = position % len(signature)
+        signature = signature[:at] + bytes((signature[at] ^ 1,)) + signature[at + 1 :]
+    elif tamper == "truncate":
+        signature = signature[:-1]
+    elif tamper == "extend":
+        signature += b"\x00"
+    elif tamper == "data":
+        signed = data + b"x"
+    elif tamper == "zero":
+        signature = bytes(len(signature))
+    elif tamper == "der" and alg.startswith("ES"):
+        half = len(signature) // 2
+        r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+        signature = encode_dss_signature(r, s)
+    twin, reference = _bound_checks(alg)
+    expected = reference(signature, signed)
+    assert twin(signature, signed) is expected
+    assert expected is (tamper == "none" or (tamper == "der" and not alg.startswith("ES")))
 
 
 # --- check_claims ---------------------------------------------------------------------------------

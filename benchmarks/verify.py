@@ -11,9 +11,9 @@ time divided by raw's time on the same token in the same round. "raw" is cryptog
 alone, on a loaded key, with the signature already decoded (already DER for ECDSA) and the signing
 input already sliced: nothing a verifier does per token is cheaper. "floor" is the least a plain
 Python verifier does with a token, checking no rule at all: split it, decode the signature (to DER for
-ECDSA), check it, decode the claims and parse their JSON. Every library is asked for its strictest useful settings (algorithm
-allow-list, issuer, audience, exp). The first line says whether jwt-trust's C parsing twin
-(``jwt_trust._speedups``) is in use; ``JWT_TRUST_PURE_PYTHON=1`` measures the pure-Python reference.
+ECDSA), check it, decode the claims and parse their JSON. Every library is asked for its strictest
+useful settings (algorithm allow-list, issuer, audience, exp). The first line says whether jwt-trust's
+C twin (``jwt_trust._speedups``) is in use; ``JWT_TRUST_PURE_PYTHON=1`` measures the Python reference.
 
     python benchmarks/verify.py [--rounds 1500] [--only EdDSA,ES256] [--no-peers]
 """

@@ -20,3 +20,5 @@ echo "== import contract (the offline library imports only cryptography)"; lint-
 echo "== pytest"; python -m pytest "$@"
 echo "== fuzzing the verifier (atheris, bounded; longer runs: bash tools/fuzz.sh 600)"
 bash tools/fuzz.sh "${JWT_TRUST_FUZZ_SECONDS:-30}"
+echo "== fuzzing the C twin against its Python reference (AddressSanitizer + UBSan; longer: bash tools/fuzz-c.sh 600)"
+bash tools/fuzz-c.sh "${JWT_TRUST_FUZZ_SECONDS:-30}"

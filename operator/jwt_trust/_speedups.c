@@ -176,6 +176,7 @@ static PyObject *parse_string(Parser *ps) {
     int escaped = 0, ascii = 1;
     while (p < end && *p != '"') {
         if (*p == '\\') {
+            if (end - p < 2) return NULL; /* unterminated; and p never points past the end */
             escaped = 1;
             p += 2;
         } else if (*p < 0x20) {

@@ -422,7 +422,8 @@ class TrustStore:
         jti = claims.get("jti")
         if jti is not None and type(jti) is str and jti in owner.revoked_jtis:
             raise RevokedToken("the token's jti is revoked")
-        return dict(claims)
+        # A copy when the cache keeps the parsed claims: the caller may change what it gets.
+        return dict(claims) if use_cache else claims
 
     def _verified(
         self, token: str | bytes, max_token_bytes: int, *, use_cache: bool = True, claims: bool = True
@@ -437,26 +438,25 @@ class TrustStore:
         if self._directory is not None:
             self._maybe_reload()
         state = self._state
-        cache_key = (token, state.generation)
-        verified = self._cache.get(cache_key) if use_cache else None
-        if verified is not None:
-            # Revocation lists can only change with a reload, which empties the cache, but the kid
-            # check is cheap enough to keep here so the rule lives in one obvious place.
-            for key in verified.candidates:
-                if key.kid is not None and key.kid in state.revoked_kids:
-                    raise RevokedKey("the token was signed by a revoked key")
-            return verified, state
+        if use_cache:
+            verified = self._cache.get((token, state.generation))
+            if verified is not None:
+                # Revocation lists can only change with a reload, which empties the cache, but the kid
+                # check is cheap enough to keep here so the rule lives in one obvious place.
+                for key in verified.candidates:
+                    if key.kid is not None and key.kid in state.revoked_kids:
+                        raise RevokedKey("the token was signed by a revoked key")
+                return verified, state
         try:
             verified = _check_token(token, state, claims)
         except UnknownKey:
             if not self._reload_for_unknown_kid():
                 raise
             state = self._state
-            cache_key = (token, state.generation)
             verified = _check_token(token, state, claims)
         if use_cache:
             with self._cache_lock:
-                self._cache[cache_key] = verified
+                self._cache[token, state.generation] = verified
                 if len(self._cache) > CACHE_SIZE:
                     del self._cache[next(iter(self._cache))]
         return verified, state

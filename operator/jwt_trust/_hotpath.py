@@ -7,6 +7,8 @@ is used when it imports. ``JWT_TRUST_PURE_PYTHON=1`` forces the reference. A dif
 the two together (tests/unit/test_hotpath.py). Everything that needs the trust store's objects (key
 selection, ``iss`` bound to the key's owner, revocation) stays in :mod:`jwt_trust.verifier`.
 
+- :func:`check_compact` runs the per-token rules up to the claims' syntax (the steps below, plus the
+  signature check through the key's bound check and the header rules through a cache), in one call.
 - :func:`split_token` checks the compact form (three segments; JSON serialization and JWE are named
   as such) and decodes the payload and signature; the header segment is returned still encoded, since
   the verifier caches header checks by that segment.
@@ -24,14 +26,15 @@ from __future__ import annotations
 import binascii
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature as BadSignature
 
 from jwt_trust.errors import (
     ExpiredToken,
     InvalidAudience,
+    InvalidSignature,
     IssuedInFuture,
     MalformedClaim,
     MalformedToken,
@@ -80,6 +83,34 @@ def py_split_token(token: bytes) -> tuple[bytes, bytes, bytes, bytes]:
     payload = b64decode(payload_b64, "payload")
     signature = b64decode(signature_b64, "signature")
     return header_b64, payload, signature, token[: len(header_b64) + 1 + len(payload_b64)]
+
+
+Candidates = tuple[tuple[Any, Callable[[bytes, bytes], bool]], ...]
+HeaderEntry = tuple[dict[str, Any], Candidates]
+
+
+def py_check_compact(
+    token: bytes,
+    headers: Mapping[bytes, HeaderEntry],
+    check_header: Callable[[bytes, Any], HeaderEntry],
+    context: Any,
+    parse_claims: bool,
+) -> tuple[dict[str, Any], bytes, dict[str, Any] | None, tuple[Any, ...]]:
+    """The structure, header, signature and claims-syntax rules of one token, in that order.
+
+    ``headers`` maps a header segment to ``(header, candidates)``, candidates being ``(key, check)``
+    pairs; a segment not in it goes to ``check_header(segment, context)`` (which applies the header
+    rules, may raise, and returns the entry). Returns ``(header, payload, claims, passed)``: the keys
+    whose check accepted the signature (several only on a kid collision) and the parsed claims, or
+    None for them when ``parse_claims`` is false.
+    """
+    header_b64, payload, signature, signing_input = py_split_token(token)
+    header, candidates = headers.get(header_b64) or check_header(header_b64, context)
+    passed = tuple(key for key, check in candidates if check(signature, signing_input))
+    if not passed:
+        raise InvalidSignature("the signature does not verify")
+    claims = py_parse_object(payload, "payload") if parse_claims else None
+    return header, payload, claims, passed
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -189,7 +220,7 @@ def py_check_signature(  # noqa: PLR0917 - positional, like the partials built i
         encoded = signature
     try:
         verify(encoded, data, *extra)
-    except (InvalidSignature, ValueError):  # ValueError: (RSA) a signature the backend cannot parse
+    except (BadSignature, ValueError):  # ValueError: (RSA) a signature the backend cannot parse
         return False
     return True
 
@@ -279,6 +310,11 @@ check_signature: Callable[[Callable[..., None], tuple[Any, ...], int, bytes | No
 check_signature = py_check_signature
 check_claims: Callable[[dict[str, Any], float, float, tuple[str, ...], tuple[str, ...]], None]
 check_claims = py_check_claims
+check_compact: Callable[
+    [bytes, Mapping[bytes, HeaderEntry], Callable[[bytes, Any], HeaderEntry], Any, bool],
+    tuple[dict[str, Any], bytes, dict[str, Any] | None, tuple[Any, ...]],
+]
+check_compact = py_check_compact
 ACCELERATED = False
 if os.environ.get("JWT_TRUST_PURE_PYTHON") != "1":
     try:
@@ -291,4 +327,5 @@ if os.environ.get("JWT_TRUST_PURE_PYTHON") != "1":
         ecdsa_der = _speedups.ecdsa_der
         check_signature = _speedups.check_signature
         check_claims = _speedups.check_claims
+        check_compact = _speedups.check_compact
         ACCELERATED = True

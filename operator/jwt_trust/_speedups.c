@@ -7,6 +7,7 @@
  * identical to the Python reference, error messages included, and a differential test checks that on
  * generated and mutated inputs (tests/unit/test_hotpath.py).
  *
+ *   check_compact(token: bytes, headers: dict, check_header, context, parse_claims: bool) -> tuple
  *   split_token(token: bytes) -> (header_b64, payload, signature, signing_input)
  *   parse_object(raw: bytes, part: str) -> dict
  *   ecdsa_der(signature: bytes, order: bytes) -> bytes | None
@@ -523,6 +524,78 @@ static PyObject *ecdsa_der(PyObject *Py_UNUSED(module), PyObject *const *args, P
     return result;
 }
 
+/* --- check_compact: jwt_trust._hotpath.py_check_compact ---------------------------------------- */
+
+static PyObject *InvalidSignatureError; /* jwt_trust.errors.InvalidSignature */
+static PyObject *PAYLOAD;              /* "payload", the part name in parse errors */
+
+static PyObject *check_compact(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "check_compact() needs (token, dict, check_header, context, bool)");
+        return NULL;
+    }
+    PyObject *headers = args[1], *check_header = args[2], *context = args[3];
+    int parse_claims = PyObject_IsTrue(args[4]);
+    if (parse_claims < 0) return NULL;
+    PyObject *parts = split_token(module, args[0]);
+    if (parts == NULL) return NULL;
+    PyObject *header_b64 = PyTuple_GET_ITEM(parts, 0), *payload = PyTuple_GET_ITEM(parts, 1);
+    PyObject *signature = PyTuple_GET_ITEM(parts, 2), *signing_input = PyTuple_GET_ITEM(parts, 3);
+    PyObject *entry = NULL, *passed = NULL, *claims = NULL, *result = NULL;
+
+    entry = PyDict_GetItemWithError(headers, header_b64); /* borrowed */
+    if (entry != NULL) {
+        Py_INCREF(entry);
+    } else if (PyErr_Occurred()) {
+        goto done;
+    } else {
+        PyObject *call_args[2] = {header_b64, context};
+        entry = PyObject_Vectorcall(check_header, call_args, 2, NULL);
+        if (entry == NULL) goto done;
+    }
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2 || !PyTuple_Check(PyTuple_GET_ITEM(entry, 1))) {
+        PyErr_SetString(PyExc_TypeError, "a header entry is (header, ((key, check), ...))");
+        goto done;
+    }
+    PyObject *candidates = PyTuple_GET_ITEM(entry, 1);
+    passed = PyList_New(0);
+    if (passed == NULL) goto done;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(candidates); i++) {
+        PyObject *pair = PyTuple_GET_ITEM(candidates, i);
+        if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+            PyErr_SetString(PyExc_TypeError, "a candidate is (key, check)");
+            goto done;
+        }
+        PyObject *check_args[2] = {signature, signing_input};
+        PyObject *verdict = PyObject_Vectorcall(PyTuple_GET_ITEM(pair, 1), check_args, 2, NULL);
+        if (verdict == NULL) goto done;
+        int accepted = PyObject_IsTrue(verdict);
+        Py_DECREF(verdict);
+        if (accepted < 0 || (accepted && PyList_Append(passed, PyTuple_GET_ITEM(pair, 0)) < 0)) goto done;
+    }
+    if (PyList_GET_SIZE(passed) == 0) {
+        PyErr_SetString(InvalidSignatureError, "the signature does not verify");
+        goto done;
+    }
+    if (parse_claims) {
+        PyObject *parse_args[2] = {payload, PAYLOAD};
+        claims = parse_object(module, parse_args, 2);
+        if (claims == NULL) goto done;
+    } else {
+        claims = Py_NewRef(Py_None);
+    }
+    PyObject *passed_keys = PyList_AsTuple(passed);
+    if (passed_keys == NULL) goto done;
+    result = PyTuple_Pack(4, PyTuple_GET_ITEM(entry, 0), payload, claims, passed_keys);
+    Py_DECREF(passed_keys);
+done:
+    Py_XDECREF(claims);
+    Py_XDECREF(passed);
+    Py_XDECREF(entry);
+    Py_DECREF(parts);
+    return result;
+}
+
 /* --- check_signature: jwt_trust._hotpath.py_check_signature ------------------------------------ */
 
 static PyObject *InvalidSignature; /* cryptography.exceptions.InvalidSignature */
@@ -707,6 +780,8 @@ static PyMethodDef methods[] = {
      "ecdsa_der(signature: bytes, order: bytes) -> bytes | None"},
     {"check_signature", (PyCFunction)(void (*)(void))check_signature, METH_FASTCALL,
      "check_signature(verify, extra: tuple, size: int, order: bytes | None, signature: bytes, data) -> bool"},
+    {"check_compact", (PyCFunction)(void (*)(void))check_compact, METH_FASTCALL,
+     "check_compact(token: bytes, headers: dict, check_header, context, parse_claims: bool) -> tuple"},
     {"check_claims", (PyCFunction)(void (*)(void))check_claims, METH_FASTCALL,
      "check_claims(claims: dict, now: float, leeway: float, audiences: tuple, required: tuple) -> None"},
     {NULL, NULL, 0, NULL},
@@ -725,6 +800,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         if ((KNOWN_NAMES[i] = PyUnicode_InternFromString(KNOWN_NAME_TEXTS[i])) == NULL) return NULL;
     }
     AUD = KNOWN_NAMES[5], EXP = KNOWN_NAMES[6], NBF = KNOWN_NAMES[7], IAT = KNOWN_NAMES[8];
+    if ((PAYLOAD = PyUnicode_InternFromString("payload")) == NULL) return NULL;
     PyObject *errors = PyImport_ImportModule("jwt_trust.errors");
     if (errors == NULL) return NULL;
     struct {
@@ -733,7 +809,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
     } classes[] = {
         {&MalformedToken, "MalformedToken"}, {&MalformedClaim, "MalformedClaim"}, {&MissingClaim, "MissingClaim"},
         {&ExpiredToken, "ExpiredToken"},     {&NotYetValid, "NotYetValid"},       {&IssuedInFuture, "IssuedInFuture"},
-        {&InvalidAudience, "InvalidAudience"},
+        {&InvalidAudience, "InvalidAudience"}, {&InvalidSignatureError, "InvalidSignature"},
     };
     for (size_t i = 0; i < sizeof(classes) / sizeof(classes[0]); i++) {
         if ((*classes[i].slot = PyObject_GetAttrString(errors, classes[i].name)) == NULL) {

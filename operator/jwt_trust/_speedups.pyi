@@ -1,5 +1,5 @@
 # Type stub of the optional C module (_speedups.c); jwt_trust._hotpath documents the behaviour.
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 def split_token(token: bytes, /) -> tuple[bytes, bytes, bytes, bytes]: ...
@@ -22,3 +22,14 @@ def check_signature(
     data: bytes,
     /,
 ) -> bool: ...
+
+_Entry = tuple[dict[str, Any], tuple[tuple[Any, Callable[[bytes, bytes], bool]], ...]]
+
+def check_compact(
+    token: bytes,
+    headers: Mapping[bytes, _Entry],
+    check_header: Callable[[bytes, Any], _Entry],
+    context: Any,
+    parse_claims: bool,
+    /,
+) -> tuple[dict[str, Any], bytes, dict[str, Any] | None, tuple[Any, ...]]: ...

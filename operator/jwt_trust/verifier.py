@@ -36,7 +36,6 @@ from jwt_trust.errors import (
     DisallowedAlgorithm,
     InvalidIssuer,
     InvalidKey,
-    InvalidSignature,
     InvalidType,
     MalformedToken,
     RevokedKey,
@@ -473,10 +472,9 @@ MAX_CACHED_HEADER_BYTES = 2048
 
 
 def _check_header(header_b64: bytes, state: _State) -> _Header:
-    """Every rule on the header, then key selection; cached per header segment in ``state``."""
-    checked = state.headers.get(header_b64)
-    if checked is not None:
-        return checked
+    """Every rule on the header, then key selection; cached per header segment in ``state``.
+
+    Called by _hotpath.check_compact for a header segment that is not in ``state.headers`` yet."""
     header = _hotpath.parse_object(_hotpath.b64decode(header_b64, "header"), "header")
 
     alg = header.get("alg")
@@ -522,25 +520,14 @@ def _check_header(header_b64: bytes, state: _State) -> _Header:
 
 def _check_token(token: bytes, state: _State, parse_claims: bool = True) -> _Verified:
     """Every structural, header, key and signature rule; the part of verification worth caching."""
-    header_b64, payload, signature, signing_input = _hotpath.split_token(token)
-    checked = state.headers.get(header_b64) or _check_header(header_b64, state)
-    candidates = checked.candidates
-    if len(candidates) == 1:  # the usual case, a kid naming one key: no generator on the hot path
-        key, check = candidates[0]
-        passed: tuple[_Key, ...] = (key,) if check(signature, signing_input) else ()
-    else:
-        passed = tuple(key for key, check in candidates if check(signature, signing_input))
-    if not passed:
-        raise InvalidSignature("the signature does not verify")
+    verified = _new_verified(_hotpath.check_compact(token, state.headers, _check_header, state, parse_claims))
     # Checked on the keys that actually verified: without a kid, a revoked key elsewhere in the set
     # must not block tokens of the others.
     if state.revoked_kids:
-        for key in passed:
+        for key in verified.candidates:
             if key.kid is not None and key.kid in state.revoked_kids:
                 raise RevokedKey("the token was signed by a revoked key")
-
-    claims = _hotpath.parse_object(payload, "payload") if parse_claims else None
-    return _new_verified((checked.header, payload, claims, passed))
+    return verified
 
 
 # --- directory loading ---------------------------------------------------------------------------

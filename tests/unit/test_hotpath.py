@@ -9,6 +9,7 @@ An independent oracle (cryptography's DER encoder, Python's json module) checks 
 
 from __future__ import annotations
 
+import base64
 import functools
 import importlib
 import json
@@ -413,6 +414,63 @@ def test_check_signature_agrees_and_accepts_only_genuine_signatures(
     expected = reference(signature, signed)
     assert twin(signature, signed) is expected
     assert expected is (tamper == "none" or (tamper == "der" and not alg.startswith("ES")))
+
+
+# --- check_compact --------------------------------------------------------------------------------
+
+
+def _compact_token(alg: str, header: dict[str, Any], payload: bytes) -> bytes:
+    signing_input = f"{b64url_encode(json.dumps(header).encode())}.{b64url_encode(payload)}"
+    signature = ALGORITHMS[alg].sign(SIGNING_KEYS[alg], signing_input.encode())
+    return f"{signing_input}.{b64url_encode(signature)}".encode()
+
+
+def _compact_setup(twin: bool) -> tuple[dict[bytes, Any], Callable[[bytes, Any], Any]]:
+    """A header cache holding ES256's header, and a header check that knows EdDSA's and refuses the rest."""
+    checks = {alg: _bound_checks(alg)[0 if twin else 1] for alg in ("ES256", "EdDSA", "RS256")}
+    known = {
+        "ES256": ({"alg": "ES256"}, (("es-key", checks["ES256"]),)),
+        # Two candidates, only one of which can pass: the result names the one that did.
+        "EdDSA": ({"alg": "EdDSA"}, (("rs-key", checks["RS256"]), ("ed-key", checks["EdDSA"]))),
+    }
+    headers = {b64url_encode(json.dumps({"alg": "ES256"}).encode()).encode(): known["ES256"]}
+
+    def check_header(header_b64: bytes, context: Any) -> Any:
+        assert context == "context"
+        header = json.loads(base64.urlsafe_b64decode(header_b64 + b"=="))
+        if header.get("alg") not in known:
+            raise errors.UnknownKey("no trusted key fits the token's alg")
+        return known[header["alg"]]
+
+    return headers, check_header
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    alg=st.sampled_from(["ES256", "EdDSA", "RS256"]),
+    payload=st.sampled_from([b'{"sub":"a","exp":1}', b'{"a":1,"a":2}', b"[]", b"\xff", b""]),
+    tamper=st.sampled_from(["none", "signature", "segments", "base64"]),
+    parse_claims=st.booleans(),
+)
+def test_check_compact_agrees_on_header_signature_and_claims_outcomes(
+    alg: str, payload: bytes, tamper: str, parse_claims: bool
+) -> None:
+    token = _compact_token(alg, {"alg": alg}, payload)
+    if tamper == "signature":
+        token = token[:-2] + (b"AA" if token[-2:] != b"AA" else b"BA")
+    elif tamper == "segments":
+        token += b".x"
+    elif tamper == "base64":
+        token = token.replace(b".", b".=", 1)
+    outcomes = []
+    for twin in (True, False):
+        headers, check_header = _compact_setup(twin)
+        function = speedups.check_compact if twin else _hotpath.py_check_compact
+        outcomes.append(_outcome(function, token, headers, check_header, "context", parse_claims))
+    assert outcomes[0] == outcomes[1]
+    if tamper == "none" and alg != "RS256" and (payload == b'{"sub":"a","exp":1}' or not parse_claims):
+        assert outcomes[0][0] == "returned"
+        assert outcomes[0][1][1][3] == ("tuple", [("str", {"ES256": "es-key", "EdDSA": "ed-key"}[alg])])
 
 
 # --- check_claims ---------------------------------------------------------------------------------

@@ -437,23 +437,29 @@ class TrustStore:
         if self._directory is not None:
             self._maybe_reload()
         state = self._state
-        if use_cache:
-            verified = self._cache.get((token, state.generation))
-            if verified is not None:
-                # Revocation lists can only change with a reload, which empties the cache, but the kid
-                # check is cheap enough to keep here so the rule lives in one obvious place.
-                for key in verified.candidates:
-                    if key.kid is not None and key.kid in state.revoked_kids:
-                        raise RevokedKey("the token was signed by a revoked key")
-                return verified, state
-        try:
-            verified = _check_token(token, state, claims)
-        except UnknownKey:
-            if not self._reload_for_unknown_kid():
-                raise
-            state = self._state
-            verified = _check_token(token, state, claims)
-        if use_cache:
+        verified = self._cache.get((token, state.generation)) if use_cache else None
+        fresh = verified is None
+        if verified is None:
+            try:
+                verified = _new_verified(
+                    _hotpath.check_compact(token, state.headers, _check_header, state, claims)
+                )
+            except UnknownKey:
+                # Perhaps a key the kubelet has not swapped in yet: re-read the directory once.
+                if not self._reload_for_unknown_kid():
+                    raise
+                state = self._state
+                verified = _new_verified(
+                    _hotpath.check_compact(token, state.headers, _check_header, state, claims)
+                )
+        # On the keys that actually verified: without a kid, a revoked key elsewhere in the set must
+        # not block tokens of the others. (For a cached token the lists cannot have changed, a reload
+        # empties the cache, but the rule is kept in this one place.)
+        if state.revoked_kids:
+            for key in verified.candidates:
+                if key.kid is not None and key.kid in state.revoked_kids:
+                    raise RevokedKey("the token was signed by a revoked key")
+        if fresh and use_cache:
             with self._cache_lock:
                 self._cache[token, state.generation] = verified
                 if len(self._cache) > CACHE_SIZE:
@@ -516,18 +522,6 @@ def _check_header(header_b64: bytes, state: _State) -> _Header:
             state.headers.clear()
         state.headers[header_b64] = checked
     return checked
-
-
-def _check_token(token: bytes, state: _State, parse_claims: bool = True) -> _Verified:
-    """Every structural, header, key and signature rule; the part of verification worth caching."""
-    verified = _new_verified(_hotpath.check_compact(token, state.headers, _check_header, state, parse_claims))
-    # Checked on the keys that actually verified: without a kid, a revoked key elsewhere in the set
-    # must not block tokens of the others.
-    if state.revoked_kids:
-        for key in verified.candidates:
-            if key.kid is not None and key.kid in state.revoked_kids:
-                raise RevokedKey("the token was signed by a revoked key")
-    return verified
 
 
 # --- directory loading ---------------------------------------------------------------------------

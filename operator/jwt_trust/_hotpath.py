@@ -1,4 +1,4 @@
-"""The per-token hot path of verification: parsing a compact JWS and the registered-claim rules.
+"""The per-token hot path of verification: the compact form, JSON, the signature call, the claim rules.
 
 These are kept apart from the rest of the verifier because they have two implementations with one
 behaviour, error messages included: the Python functions here are the reference, and

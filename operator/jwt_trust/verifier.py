@@ -9,10 +9,11 @@ whose message never contains the token or any key.
 Speed: public keys are parsed once at load, each bound to a ready signature check per algorithm it
 fits, and a header segment is checked once per loaded trust (tokens of one key share it), so a fresh
 token costs one split, two base64url decodings, one JSON parse of the claims, the claim rules and the
-signature check. That per-token work is in :mod:`jwt_trust._hotpath` (two calls per token, to a C twin
-when it is built); this module keeps the policy around it. A bounded cache of already-verified tokens skips the signature check and JSON parsing
-for a repeated token, but the time, audience, ``typ``, required-claim and revocation rules are still
-applied to it on every call; any reload invalidates both caches.
+signature check. That per-token work is in :mod:`jwt_trust._hotpath` (two calls per token, to a C
+twin when it is built); this module keeps the policy around it. A bounded cache of already-verified
+tokens skips the signature check and JSON parsing for a repeated token, but the time, audience,
+``typ``, required-claim and revocation rules are still applied to it on every call; any reload
+invalidates both caches.
 
 A store built with :meth:`TrustStore.from_directory` follows a mounted ConfigMap: it notices the
 kubelet's atomic ``..data`` symlink swap, reloads, and keeps the last good copy if the new one is

@@ -74,53 +74,48 @@ def _tokens(alg: str, bits: int | None) -> tuple[list[str], dict[str, Any]]:
     return tokens, jwk
 
 
+def _cryptography_verify(alg: str, jwk: dict[str, Any]) -> tuple[Callable[..., None], tuple[Any, ...]]:
+    """cryptography's verify bound to the loaded key, and the arguments it takes after (signature, data)."""
+    public: Any = public_key_from_jwk(jwk)
+    if alg == "EdDSA":
+        return public.verify, ()
+    if alg.startswith("ES"):
+        return public.verify, (ec.ECDSA(hashes.SHA256() if alg == "ES256" else hashes.SHA384()),)
+    pad = padding.PKCS1v15() if alg == "RS256" else padding.PSS(padding.MGF1(hashes.SHA256()), 32)
+    return public.verify, (pad, hashes.SHA256())
+
+
+def _signature_bytes(alg: str, encoded: str) -> bytes:
+    """A signature segment decoded into what cryptography verifies: DER for ECDSA's R || S."""
+    signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    if alg.startswith("ES"):
+        half = len(signature) // 2
+        r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+        signature = encode_dss_signature(r, s)
+    return signature
+
+
 def _raw(alg: str, jwk: dict[str, Any], tokens: list[str]) -> Verify:
     """The signature check alone: cryptography's verify on a loaded key with each token's signature
     already decoded (and, for ECDSA, already in the DER form cryptography wants) and its signing input
     already sliced, all prepared before timing. Nothing a verifier does per token is cheaper."""
-    public: Any = public_key_from_jwk(jwk)
+    verify, extra = _cryptography_verify(alg, jwk)
     prepared: dict[str, tuple[bytes, bytes]] = {}
     for token in tokens:
         signing_input, _, encoded = token.rpartition(".")
-        signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        if alg.startswith("ES"):
-            half = len(signature) // 2
-            r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
-            signature = encode_dss_signature(r, s)
-        prepared[token] = (signature, signing_input.encode())
-    if alg == "EdDSA":
-        return lambda token: public.verify(*prepared[token])
-    if alg.startswith("ES"):
-        scheme = ec.ECDSA(hashes.SHA256() if alg == "ES256" else hashes.SHA384())
-        return lambda token: public.verify(*prepared[token], scheme)
-    pad = padding.PKCS1v15() if alg == "RS256" else padding.PSS(padding.MGF1(hashes.SHA256()), 32)
-    sha256 = hashes.SHA256()
-    return lambda token: public.verify(*prepared[token], pad, sha256)
+        prepared[token] = (_signature_bytes(alg, encoded), signing_input.encode())
+    return lambda token: verify(*prepared[token], *extra)
 
 
 def _floor(alg: str, jwk: dict[str, Any]) -> Verify:
     """What no JWT verifier can skip, written plainly and checking no rule: split the token, decode the
     signature (to DER for ECDSA), check it, decode the claims and parse their JSON."""
-    public: Any = public_key_from_jwk(jwk)
-    if alg == "EdDSA":
-        verify_call: Callable[[bytes, bytes], None] = public.verify
-    elif alg.startswith("ES"):
-        scheme = ec.ECDSA(hashes.SHA256() if alg == "ES256" else hashes.SHA384())
-
-        def verify_call(signature: bytes, data: bytes) -> None:
-            half = len(signature) // 2
-            r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
-            public.verify(encode_dss_signature(r, s), data, scheme)
-
-    else:
-        pad = padding.PKCS1v15() if alg == "RS256" else padding.PSS(padding.MGF1(hashes.SHA256()), 32)
-        sha256 = hashes.SHA256()
-        verify_call = lambda signature, data: public.verify(signature, data, pad, sha256)
+    verify, extra = _cryptography_verify(alg, jwk)
 
     def floor(token: str) -> object:
         header, payload, encoded = token.split(".")
-        signature = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
-        verify_call(signature, f"{header}.{payload}".encode())  # raises InvalidSignature if bad
+        # raises InvalidSignature if the token were bad
+        verify(_signature_bytes(alg, encoded), f"{header}.{payload}".encode(), *extra)
         return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
 
     return floor

@@ -7,15 +7,14 @@ is used when it imports. ``JWT_TRUST_PURE_PYTHON=1`` forces the reference. A dif
 the two together (tests/unit/test_hotpath.py). Everything that needs the trust store's objects (key
 selection, ``iss`` bound to the key's owner, revocation) stays in :mod:`jwt_trust.verifier`.
 
-- :func:`check_compact` runs the per-token rules up to the claims' syntax (the steps below, plus the
-  signature check through the key's bound check and the header rules through a cache), in one call.
-- :func:`split_token` checks the compact form (three segments; JSON serialization and JWE are named
-  as such) and decodes the payload and signature; the header segment is returned still encoded, since
-  the verifier caches header checks by that segment.
+- :func:`check_compact` runs the per-token rules up to the claims' syntax, in one call: the compact
+  form (:func:`py_split_token`: three segments, JSON serialization and JWE named as such, strict
+  base64url), the header rules through a cache keyed by the header segment, the key's signature
+  check, and :func:`parse_object` on the claims.
 - :func:`parse_object` accepts only a UTF-8 JSON object with no duplicate member names at any level,
   no ``NaN``/``Infinity`` and at most :data:`MAX_JSON_DEPTH` levels of nesting.
-- :func:`ecdsa_der` turns a JWS ECDSA signature (``R || S``) into the DER form OpenSSL verifies.
-- :func:`check_signature` calls a public key's ``verify`` on the signature in that form, as a bool.
+- :func:`check_signature` calls a public key's ``verify`` as a bool, turning a JWS ECDSA signature
+  (``R || S``) into DER first (:func:`py_ecdsa_der`).
 - :func:`check_claims` applies the ``exp``/``nbf``/``iat``, ``aud`` and required-claim rules.
 
 All of them raise :class:`~jwt_trust.errors.InvalidToken` subclasses for a token that breaks a rule.
@@ -303,9 +302,9 @@ def py_check_claims(
             raise MissingClaim(f"the token has no {name!r} claim")
 
 
-split_token: Callable[[bytes], tuple[bytes, bytes, bytes, bytes]] = py_split_token
+# The implementations the verifier calls. split_token and ecdsa_der are building blocks of
+# check_compact and check_signature; their C twins are exported for the differential tests only.
 parse_object: Callable[[bytes, str], dict[str, Any]] = py_parse_object
-ecdsa_der: Callable[[bytes, bytes], bytes | None] = py_ecdsa_der
 check_signature: Callable[[Callable[..., None], tuple[Any, ...], int, bytes | None, bytes, bytes], bool]
 check_signature = py_check_signature
 check_claims: Callable[[dict[str, Any], float, float, tuple[str, ...], tuple[str, ...]], None]
@@ -322,9 +321,7 @@ if os.environ.get("JWT_TRUST_PURE_PYTHON") != "1":
     except ImportError:  # no compiler at install time: the reference is complete on its own
         pass
     else:
-        split_token = _speedups.split_token
         parse_object = _speedups.parse_object
-        ecdsa_der = _speedups.ecdsa_der
         check_signature = _speedups.check_signature
         check_claims = _speedups.check_claims
         check_compact = _speedups.check_compact

@@ -1,6 +1,6 @@
 """The key rotation plan: a pure function from (now, persisted key records, spec) to the desired keys.
 
-It exists so that the one rule the whole product rests on (DESIGN.md §3) lives in one small place that
+It exists so that the one rule the whole product rests on lives in one small place that
 can be property-tested without a cluster: every token minted by a signer whose copy of the Secret is at
 most P old verifies, until ``exp + leeway``, against every verifier copy of the JWKS that is at most P old.
 
@@ -12,7 +12,11 @@ How the plan guarantees it:
   ``P + M`` before it is reached, so a signer's stale copy of the Secret never matters;
 * a retired key stays published for ``P + T + S + M`` after it retires;
 * timestamps are only ever filled in (``None`` → value), never moved, and are computed from
-  ``max(now, latest event already recorded)`` so a clock stepping backwards cannot pull them earlier.
+  ``max(now, latest event already recorded)`` so a clock stepping backwards cannot pull them earlier;
+* stale copies of the Secret are signers too: when a private key is lost (the Secret deleted by hand,
+  replaced, or abandoned), every copy of the old Secret up to P old still signs with it on the schedule
+  that copy holds. Such a key stays published until no copy can sign with it any more and the last
+  token it signed has expired (:func:`_withdraw_lost`).
 
 The module has no I/O and reads no clock: the caller passes ``now``.
 """
@@ -180,6 +184,11 @@ class Plan:
     active_kid: str | None
     removed: tuple[str, ...]
     immediate: bool = False
+    # Keys whose private part was lost in this step: kept published for the stale copies of the
+    # Secret (``lost``), or withdrawn because no copy ever signs with them (``never_signed``, also in
+    # ``removed``).
+    lost: tuple[str, ...] = ()
+    never_signed: tuple[str, ...] = ()
 
 
 def key_state(record: KeyRecord, now: int) -> KeyState:
@@ -224,6 +233,46 @@ def _removal_time(retires_at: int, spec: RotationSpec) -> int:
     return retires_at + spec.propagation + spec.max_token_lifetime + spec.leeway + spec.margin
 
 
+def _last_stale_signature(now: int, spec: RotationSpec) -> int:
+    # A copy of the Secret older than a write made at ``now`` exists for at most P after it, and the
+    # clock that copy's signer reads may be up to M ahead of ours across that span.
+    return now + spec.propagation + spec.margin
+
+
+def _withdraw_lost(
+    now: int, records: Sequence[KeyRecord], private: Collection[str], spec: RotationSpec
+) -> tuple[list[KeyRecord], list[str], list[str]]:
+    """Records after the private keys of every kid outside ``private`` were lost; (kept, lost, dropped).
+
+    No copy of the Secret written from now on can sign with a lost key, so it retires now. Every older
+    copy (up to P old) still signs with it on that copy's schedule:
+
+    * a key with a scheduled removal keeps it: its retirement was written P + M before it takes
+      effect, so every copy that can still sign holds it, and the removal covers its last token;
+    * any other key (active with no successor yet, next, or not yet scheduled) may sign until the
+      last stale copy is gone, and is removed as if it retired then;
+    * a key that even the stale copies would activate only after they are gone never signs and is
+      dropped. A key with no recorded activation is kept: the record may lag the Secret by one write.
+    """
+    kept: list[KeyRecord] = []
+    lost: list[str] = []
+    dropped: list[str] = []
+    for r in records:
+        if r.kid in private or (r.retires_at is not None and r.retires_at <= now):
+            kept.append(r)
+            continue
+        remove_at = r.remove_at
+        if remove_at is None:
+            last = _last_stale_signature(now, spec)
+            if r.activates_at is not None and r.activates_at > last:
+                dropped.append(r.kid)
+                continue
+            remove_at = _removal_time(last, spec)
+        kept.append(dataclasses.replace(r, retires_at=now, remove_at=remove_at))
+        lost.append(r.kid)
+    return kept, lost, dropped
+
+
 def plan(
     now: int,
     records: Sequence[KeyRecord],
@@ -231,8 +280,14 @@ def plan(
     *,
     revoked: Collection[str] = (),
     on_revoke: OnRevoke = "Pause",
+    private: Collection[str] | None = None,
 ) -> Plan:
-    """Decide the desired key records at ``now`` from the persisted ones (see the module docstring)."""
+    """Decide the desired key records at ``now`` from the persisted ones (see the module docstring).
+
+    ``private``: the kids whose private keys the Secret holds (None: all of them). Every other record
+    is a lost key (:func:`_withdraw_lost`). Revocation is applied first: a revoked key is withdrawn
+    whether or not its private part survived.
+    """
     # Past events already recorded bound "now" from below: a clock stepped backwards must not make a
     # new timestamp earlier than one it follows.
     base = max([now, *(r.created_at for r in records), *(r.published_at or now for r in records)])
@@ -261,6 +316,12 @@ def plan(
             else r
             for r in kept
         ]
+
+    lost: list[str] = []
+    never_signed: list[str] = []
+    if private is not None:
+        keys, lost, never_signed = _withdraw_lost(now, keys, private, spec)
+        removed.extend(never_signed)
 
     expired = [r for r in keys if r.remove_at is not None and r.remove_at <= now]
     removed.extend(r.kid for r in expired)
@@ -304,4 +365,6 @@ def plan(
         active_kid=active.kid if active is not None else None,
         removed=tuple(removed),
         immediate=generate and active_revoked and on_revoke == "Immediate",
+        lost=tuple(lost),
+        never_signed=tuple(never_signed),
     )

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "jwt-trust"
 NAMESPACE = "jwt-trust-system"
 
-# The operator's permissions (issue 5 and docs/architecture.md). A change to the chart's ClusterRole
+# The operator's permissions (docs/architecture.md). A change to the chart's ClusterRole
 # must be deliberate: it changes what the operator may do in every cluster.
 OPERATOR_RULES = [
     (["jwt-trust.dev"], ["issuers", "trustpolicies"], ["get", "list", "watch", "patch"]),

@@ -26,6 +26,7 @@ from jwt_trust.kube.issuers import (
     IssuerSpec,
     SpecError,
     Step,
+    iso,
     load_stored,
     parse_external_jwks,
     parse_issuer_spec,
@@ -75,7 +76,7 @@ class Issuer:
             self.stored,
             set(published),
             status_keys=stored_public_keys(self.status),
-            recorded=records_from_status(self.status) if self.stored is None else None,
+            recorded=records_from_status(self.status),
             has_targets=has_targets,
         )
         # The handler writes the Secret first, then the status; the next reconciliation reads both back.
@@ -597,21 +598,25 @@ def test_revoking_the_next_key_just_before_it_activates_leaves_no_signing_gap() 
 # --- step: a lost Secret -------------------------------------------------------------------------
 
 
-def test_lost_secret_retires_the_active_key_now_and_keeps_it_published_until_removal() -> None:
+def test_lost_secret_retires_the_active_key_now_and_keeps_it_published_for_stale_copies() -> None:
     issuer, now = steady_issuer()
     keys = by_state(issuer, now)
     active, following, retired = keys["active"], keys["next"], keys["retired"]
     rotation = issuer.spec.rotation
+    p, m, t, s = rotation.propagation, rotation.margin, rotation.max_token_lifetime, rotation.leeway
     issuer.lose_secret()
     now += 7
     result = issuer.reconcile(now)
 
     lost = next(r for r in result.records if r.kid == active.kid)
     assert lost.retires_at == now
-    assert lost.remove_at == (
-        now + rotation.propagation + rotation.max_token_lifetime + rotation.leeway + rotation.margin
-    )
-    # The next key never signed: nothing to keep for it.
+    # Its retirement was in every copy of the old Secret: the removal scheduled with it still holds.
+    assert lost.remove_at == active.remove_at
+    assert active.retires_at is not None
+    assert lost.remove_at == active.retires_at + p + t + s + m
+    # The next key activates an hour from now: no copy of the old Secret lives that long.
+    assert following.activates_at is not None
+    assert following.activates_at > now + p + m
     assert following.kid not in {r.kid for r in result.records}
     assert next(r for r in result.records if r.kid == retired.kid) == retired
     (fresh,) = result.generated
@@ -619,28 +624,79 @@ def test_lost_secret_retires_the_active_key_now_and_keeps_it_published_until_rem
     assert set(result.public_keys) == {active.kid, retired.kid, fresh}
     new = next(r for r in result.records if r.kid == fresh)
     assert new.activates_at is not None
-    assert new.activates_at >= now + rotation.propagation + rotation.margin
+    assert new.activates_at >= now + p + m
     assert result.plan.active_kid is None
     assert issuer.signer_key(now) is None
     assert reasons(result).count("KeyLost") == 2
     assert (
         "Warning",
         "KeyLost",
-        f"private key {active.kid} is missing; retired, stays published",
+        f"key {active.kid} has no private key in the Secret: it stops signing now and stays published "
+        f"until {iso(lost.remove_at)}, for the tokens already signed with it",
     ) in result.events
     assert (
         "Warning",
         "KeyLost",
-        f"private key {following.kid} is missing; it never signed, dropped",
+        f"key {following.kid} has no private key and never signed: withdrawn",
     ) in result.events
 
     # Published (in the status) until its removal time, then withdrawn.
-    assert lost.remove_at is not None
     for moment in range(now + 60, lost.remove_at, 300):
         issuer.reconcile(moment)
         assert active.kid in stored_public_keys(issuer.status)
     issuer.reconcile(lost.remove_at)
     assert active.kid not in stored_public_keys(issuer.status)
+
+
+@pytest.mark.parametrize("before_activation", [1, 30, 59, 60])
+def test_lost_secret_shortly_before_the_next_key_activates_keeps_it_published_for_stale_signers(
+    before_activation: int,
+) -> None:
+    """Stale copies of a deleted Secret activate its next key on their own schedule: it must verify."""
+    issuer, now = steady_issuer()
+    rotation = issuer.spec.rotation
+    following = by_state(issuer, now)["next"]
+    assert following.activates_at is not None
+    for moment in range(now + 60, following.activates_at - before_activation, 60):
+        issuer.reconcile(moment)
+    assert issuer.stored is not None
+    old_copy = [r for r in issuer.stored.records if r.kid in issuer.stored.private_keys]
+    lost_at = following.activates_at - before_activation
+    issuer.lose_secret()
+    result = issuer.reconcile(lost_at)
+    assert following.kid in result.plan.lost
+    assert following.kid not in result.private_keys
+
+    # Reconcile every 10 s; a signer holding the old Secret up to P after the recovery signs with
+    # whatever that copy's schedule says, and every token it mints must stay verifiable until it expires.
+    last_token_valid_until: dict[str, int] = {}
+    for minted in range(lost_at, lost_at + rotation.propagation + 1):
+        key = signing_key(old_copy, minted)
+        if key is not None:
+            last_token_valid_until[key.kid] = minted + rotation.max_token_lifetime + rotation.leeway
+    assert following.kid in last_token_valid_until
+    horizon = max(last_token_valid_until.values())
+    for moment in range(lost_at + 10, horizon + 1, 10):
+        issuer.reconcile(moment)
+        published = stored_public_keys(issuer.status)
+        for kid, valid_until in last_token_valid_until.items():
+            if moment <= valid_until:
+                assert kid in published, f"{kid} withdrawn at {moment - lost_at}s while its tokens live"
+
+
+def test_secret_replaced_by_an_older_copy_treats_the_keys_it_lacks_as_lost() -> None:
+    issuer = Issuer(issuer_spec(rotation=FAST_ROTATION))
+    issuer.reconcile(T0)
+    backup = issuer.stored
+    issuer, now = steady_issuer()
+    active = by_state(issuer, now)["active"]
+    # Someone restores last week's backup over the Secret: its keys.json knows none of today's keys.
+    issuer.stored = backup
+    result = issuer.reconcile(now + 5)
+    assert active.kid in result.plan.lost
+    assert active.kid in result.public_keys
+    assert active.kid not in result.private_keys
+    assert next(r for r in result.records if r.kid == active.kid).retires_at == now + 5
 
 
 def test_lost_secret_does_not_report_the_same_loss_twice() -> None:
@@ -661,13 +717,21 @@ def test_lost_secret_with_policies_waits_for_publication_of_the_fresh_key() -> N
     assert issuer.record(fresh).activates_at == now + 100 + rotation.propagation + rotation.margin
 
 
-def test_lost_secret_drops_a_key_that_was_never_published() -> None:
-    issuer = Issuer(issuer_spec())
+def test_lost_secret_keeps_an_unscheduled_key_because_the_status_may_lag_the_secret() -> None:
+    # The handler writes the Secret before the status: after a crash between the two, the status
+    # can show a key as pending that the lost Secret (and its stale copies) had already scheduled.
+    issuer = Issuer(issuer_spec(rotation=FAST_ROTATION))
     (pending,) = issuer.reconcile(T0, has_targets=True).generated
     issuer.lose_secret()
     result = issuer.reconcile(T0 + 10, has_targets=True)
-    assert pending not in {r.kid for r in result.records}
-    assert pending not in stored_public_keys(issuer.status)
+    record = next(r for r in result.records if r.kid == pending)
+    rotation = issuer.spec.rotation
+    assert record.retires_at == T0 + 10
+    assert record.remove_at == T0 + 10 + 2 * (rotation.propagation + rotation.margin) + (
+        rotation.max_token_lifetime + rotation.leeway
+    )
+    assert pending in stored_public_keys(issuer.status)
+    assert pending not in result.private_keys
     assert len(result.generated) == 1
     assert "KeyLost" in reasons(result)
 
@@ -926,3 +990,74 @@ def test_malformed_external_sets_are_refused(raw: bytes, fragment: str) -> None:
         parse_external_jwks(raw)
     assert caught.value.reason == "InvalidJWKS"
     assert fragment in caught.value.message
+
+
+# --- step: switching between generated and external keys ------------------------------------------
+
+
+def test_switching_from_external_to_generated_keeps_the_providers_keys_until_its_tokens_expire() -> None:
+    provider = [public_jwk(generate_private_key("ES256").public_key(), "ES256") for _ in range(2)]
+    status = {
+        "keys": [{"kid": j["kid"], "alg": "ES256", "state": "external", "publicKey": j} for j in provider]
+    }
+    issuer = Issuer(issuer_spec(rotation=FAST_ROTATION), status=status)
+    rotation = issuer.spec.rotation
+    now = T0
+    result = step(
+        now,
+        issuer.spec,
+        None,
+        set(),
+        status_keys=stored_public_keys(status),
+        recorded=records_from_status(status, external_at=now),
+        has_targets=False,
+    )
+    mirrored = {j["kid"] for j in provider}
+    assert mirrored <= set(result.plan.lost)
+    assert mirrored <= set(result.public_keys)
+    assert not mirrored & set(result.private_keys)
+    (fresh,) = result.generated
+    last_token = now + rotation.propagation + rotation.margin + rotation.max_token_lifetime + rotation.leeway
+    for kid in mirrored:
+        record = next(r for r in result.records if r.kid == kid)
+        assert record.retires_at == now
+        assert record.remove_at is not None
+        assert record.remove_at > last_token
+    # Without external_at the provider's keys have no record at all (the mirroring path's reading).
+    assert records_from_status(status) == []
+    # The records survive the Secret round trip: the next reconciliation sees them as ordinary keys.
+    issuer.stored = load_stored(result.secret_data(issuer.spec))
+    issuer.status = {"keys": status_keys(result.records, result.public_keys, now)}
+    again = issuer.reconcile(now + 60)
+    assert mirrored <= set(again.public_keys)
+    assert fresh in again.private_keys
+    assert "KeyLost" not in reasons(again)
+
+
+def test_winding_down_for_an_external_jwks_strips_private_keys_and_keeps_signed_keys_published() -> None:
+    issuer, now = steady_issuer()
+    assert issuer.stored is not None
+    keys = by_state(issuer, now)
+    active, following, retired = keys["active"], keys["next"], keys["retired"]
+    stripped = dataclasses.replace(issuer.stored, private_keys={})
+    result = step(
+        now + 1,
+        issuer.spec,
+        stripped,
+        (),
+        status_keys=stored_public_keys(issuer.status),
+        recorded=records_from_status(issuer.status),
+        generate_keys=False,
+    )
+    assert result.generated == []
+    assert result.private_keys == {}
+    data = result.secret_data(issuer.spec)
+    assert set(data) == {KEYS_FILE}
+    assert {r.kid for r in result.records} == {active.kid, retired.kid}
+    assert following.kid in result.plan.never_signed
+    assert next(r for r in result.records if r.kid == active.kid).remove_at == active.remove_at
+    assert set(result.public_keys) == {active.kid, retired.kid}
+    # A signer that mounts the written Secret has nothing to sign with.
+    written = load_stored(data)
+    assert written is not None
+    assert signing_key([r for r in written.records if r.kid in written.private_keys], now + 1) is None

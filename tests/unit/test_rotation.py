@@ -1,11 +1,12 @@
-"""Tests of the rotation plan: one unit test per rule, and property tests of the invariant of DESIGN.md §3.
+"""Tests of the rotation plan: one unit test per rule, and property tests of the invariant it keeps.
 
 The property tests simulate the whole system on a real-time axis: an operator that wakes up late, is
 down for long stretches, restarts from the persisted records between any two writes, and sees
 publications acknowledged after random delays; a shared wall clock that steps backwards and forwards
-(by at most M/2 from real time: the margin M is what absorbs clock error); a signer whose copy of the
-Secret is up to P old; verifiers whose copy of the ConfigMap is up to P old. Every token minted must
-verify until ``exp + leeway``.
+(by at most M/2 from real time: the margin M is what absorbs clock error); the Secret deleted by hand at
+any moment, its records recovered from a status that may lag it by one write; a signer whose copy of the
+Secret is up to P old, signing with any key whose private part that copy holds; verifiers whose copy of
+the ConfigMap is up to P old. Every token minted must verify until ``exp + leeway``.
 """
 
 from __future__ import annotations
@@ -260,7 +261,8 @@ def test_never_more_than_five_keys_even_when_retired_keys_linger() -> None:
 class World:
     """Everything written during one simulated run, on the real-time axis."""
 
-    secret: list[tuple[int, tuple[KeyRecord, ...]]]
+    # (real time written, key records, kids whose private key that version holds)
+    secret: list[tuple[int, tuple[KeyRecord, ...], frozenset[str]]]
     configmap: list[tuple[int, frozenset[str]]]
     clock: list[tuple[int, int]]  # (real time from which it holds, offset of the wall clock)
     end: int
@@ -270,15 +272,20 @@ class World:
         return self.clock[max(i, 0)][1]
 
     def secret_at(self, real: int) -> tuple[KeyRecord, ...]:
-        i = bisect.bisect_right([t for t, _ in self.secret], real) - 1
-        return self.secret[i][1] if i >= 0 else ()
+        """The records a signer holding the Secret as written at ``real`` can sign with."""
+        i = bisect.bisect_right([t for t, _, _ in self.secret], real) - 1
+        if i < 0:
+            return ()
+        _, records, private = self.secret[i]
+        return tuple(r for r in records if r.kid in private)
 
 
 step_strategy = st.tuples(
-    st.sampled_from(["on_time", "late", "downtime"]),
+    # "lost": the Secret was deleted by hand before this wake-up (stale copies keep signing with it)
+    st.sampled_from(["on_time", "late", "downtime", "lost"]),
     st.integers(0, 4 * 3600),  # how late / how long down
     st.integers(0, 2 * 3600),  # publication delay
-    st.booleans(),  # crash before the publication is recorded
+    st.booleans(),  # crash before the publication is recorded (with "lost": the status lags one write)
     st.integers(-M // 2, M // 2) | st.none(),  # a clock step to this offset
 )
 
@@ -291,13 +298,20 @@ def simulate(spec: RotationSpec, steps: list[tuple[str, int, int, bool, int | No
         if clock_step is not None:
             world.clock.append((real, clock_step))
         now = real + world.offset(real)
-        records = world.secret_at(real)  # every wake-up is a restart from what was persisted
-        p = plan(now, records, spec)
+        # Every wake-up is a restart from what was persisted.
+        _, records, private = world.secret[-1] if world.secret else (real, (), frozenset())
+        if kind == "lost" and world.secret:
+            # The Secret is gone; the status holds its records, one write behind after a crash.
+            records = world.secret[-2 if crash and len(world.secret) > 1 else -1][1]
+            private = frozenset()
+        p = plan(now, records, spec, private=private)
         if p.generate:
             counter += 1
             records = (*p.keys, KeyRecord(f"k{counter}", "ES256", created_at=now))
-            p = plan(now, records, spec)
-        world.secret.append((real, p.keys))
+            private |= {f"k{counter}"}
+            p = plan(now, records, spec, private=private)
+        private &= {k.kid for k in p.keys}
+        world.secret.append((real, p.keys, private))
         assert len(p.keys) <= rotation.MAX_KEYS
         # Publishing writes every kept key. Worst case for verifiers: a removed key may vanish from a
         # copy as soon as the write starts, an added key is everywhere only when acknowledged.
@@ -309,8 +323,9 @@ def simulate(spec: RotationSpec, steps: list[tuple[str, int, int, bool, int | No
         unpublished = [k.kid for k in p.keys if k.published_at is None]
         if unpublished and not crash:
             at = acked + world.offset(acked)
-            p = plan(at, mark_published(p.keys, unpublished, at), spec)
-            world.secret.append((acked, p.keys))
+            p = plan(at, mark_published(p.keys, unpublished, at), spec, private=private)
+            private &= {k.kid for k in p.keys}
+            world.secret.append((acked, p.keys, private))
             assert len(p.keys) <= rotation.MAX_KEYS
         real = acked
         if kind == "on_time" and p.wake_at is not None:
@@ -335,11 +350,11 @@ def last_valid_real_time(world: World, exp_plus_leeway: int) -> int:
 
 def check_tokens(world: World, spec: RotationSpec, probes: list[tuple[int, int]]) -> None:
     """Mint a token at each probe and check that every verifier copy accepts it until it expires."""
-    times = [t for t, _ in world.secret]
-    for start, _ in world.secret[1:]:
+    times = [t for t, _, _ in world.secret]
+    for start, _, _ in world.secret[1:]:
         times += [start + 1, start + spec.propagation, start + spec.propagation + 1]
     # Around each switch-over the signer may still use the old key or already use the new one.
-    switches = {t for _, keys in world.secret for k in keys for t in (k.activates_at, k.retires_at)}
+    switches = {t for _, keys, _ in world.secret for k in keys for t in (k.activates_at, k.retires_at)}
     for t in switches - {None}:
         assert t is not None
         times += [t - 1 - M // 2, t - 1, t - M // 2, t + M // 2]
@@ -421,9 +436,19 @@ def _remove_when_tokens_expire(retires_at: int, spec: RotationSpec) -> int:
     return retires_at + spec.max_token_lifetime
 
 
+def _ignore_stale_copies(now: int, spec: RotationSpec) -> int:
+    # The lost-Secret rule before stale copies counted as signers: a lost key signed for the last time
+    # now, so a next key was dropped and an active one kept only for the tokens already minted.
+    return now
+
+
 @pytest.mark.parametrize(
     ("name", "broken"),
-    [("_earliest_activation", _activate_on_publication), ("_removal_time", _remove_when_tokens_expire)],
+    [
+        ("_earliest_activation", _activate_on_publication),
+        ("_removal_time", _remove_when_tokens_expire),
+        ("_last_stale_signature", _ignore_stale_copies),
+    ],
 )
 def test_a_broken_planner_is_caught_by_the_property(
     monkeypatch: pytest.MonkeyPatch, name: str, broken: Callable[..., int]

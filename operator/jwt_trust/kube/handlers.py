@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -38,6 +39,7 @@ from .informers import Informer, Key
 from .issuers import (
     IssuerSpec,
     SpecError,
+    Step,
     iso,
     load_stored,
     parse_external_jwks,
@@ -509,7 +511,7 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
         stored,
         published,
         status_keys=stored_public_keys(status),
-        recorded=records_from_status(status) if stored is None else None,
+        recorded=records_from_status(status, external_at=now),
         has_targets=bool(trusting),
     )
     pending = [r.kid for r in result.records if r.published_at is None]
@@ -624,28 +626,79 @@ async def reconcile_external(
         failures = operator.fetch_failures[key] = operator.fetch_failures.get(key, 0) + 1
         return now + min(float(external.refresh_interval), 5.0 * 2.0 ** min(failures, 6))
     operator.fetch_failures.pop(key, None)
+    mirrored = [
+        {
+            "kid": jwk["kid"],
+            **({"alg": jwk["alg"]} if "alg" in jwk else {}),
+            "state": "external",
+            "publicKey": jwk,
+        }
+        for jwk in keys
+    ]
+    message = f"{len(keys)} keys from {source}"
+    winding_down: list[dict[str, Any]] = []
+    if records_from_status(status):
+        # The Issuer generated keys before it mirrored this provider.
+        wound = await _wind_down(operator, body, spec, status, int(now))
+        winding_down = status_keys(wound.records, wound.public_keys, int(now))
+        if wound.records:
+            until = max(r.remove_at or 0 for r in wound.records)
+            message += f"; {len(wound.records)} generated keys stay published until {iso(until)}"
+        if wound.plan.wake_at is not None:
+            wake_at = min(wake_at or float("inf"), float(wound.plan.wake_at))
     new_status: dict[str, Any] = {
         "observedGeneration": meta.get("generation"),
-        "conditions": [
-            _condition(True, "JWKSLoaded", f"{len(keys)} keys from {source}", meta.get("generation"), status)
-        ],
-        "keys": [
-            {
-                "kid": jwk["kid"],
-                **({"alg": jwk["alg"]} if "alg" in jwk else {}),
-                "state": "external",
-                "publicKey": jwk,
-            }
-            for jwk in keys
-        ],
+        "conditions": [_condition(True, "JWKSLoaded", message, meta.get("generation"), status)],
+        "keys": mirrored + winding_down,
     }
-    if new_status["keys"] != status.get("keys"):
+    if mirrored != [k for k in status.get("keys") or () if k.get("state") == "external"]:
         # Written only when the keys change, so a steady provider costs no writes.
         new_status["jwksUpdatedAt"] = iso(int(now))
-        await operator.report(body, "Normal", "JWKSUpdated", f"{len(keys)} keys from {source}")
+        await operator.report(body, "Normal", "JWKSUpdated", message)
     await _patch_status(operator, body, url, new_status)
     operator.reported.pop((str(meta.get("uid")), "JWKSFetchFailed"), None)
     return wake_at
+
+
+async def _wind_down(
+    operator: Operator, body: Mapping[str, Any], spec: IssuerSpec, status: Mapping[str, Any], now: int
+) -> Step:
+    """Retire the keys an Issuer generated before it mirrored an external JWKS.
+
+    Their private keys leave the Secret, so no signer mints a token with them again; every copy of the
+    old Secret (up to P old) may still sign, so the keys stay published under the lost-key rule of the
+    rotation plan.
+    """
+    meta = body["metadata"]
+    secret_url = path("v1", "secrets", meta["namespace"], secret_name(meta["name"]))
+    try:
+        secret = await operator.api.get(secret_url)
+    except APIError as error:
+        if error.status != 403:
+            raise
+        secret = None
+    data = None
+    stored = None
+    if secret is not None and _ours(secret):
+        data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+        with contextlib.suppress(SpecError):
+            stored = load_stored(data)
+    result = step(
+        now,
+        spec,
+        dataclasses.replace(stored, private_keys={}) if stored is not None else None,
+        (),
+        status_keys=stored_public_keys(status),
+        recorded=records_from_status(status),
+        generate_keys=False,
+    )
+    for type_, reason, text in result.events:
+        await operator.report(body, type_, reason, text)
+    new_data = result.secret_data(spec)
+    if data is not None and new_data != data:
+        secret_body = _secret_body(body, new_data, spec)
+        await operator.api.apply(secret_url, secret_body, force=True, resource="secrets")
+    return result
 
 
 # --- TrustPolicy ----------------------------------------------------------------------------------

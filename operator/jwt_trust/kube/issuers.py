@@ -192,19 +192,23 @@ def step(
     published: Collection[str],
     *,
     status_keys: Mapping[str, dict[str, str]] | None = None,
-    recorded: Sequence[KeyRecord] | None = None,
+    recorded: Sequence[KeyRecord] = (),
     has_targets: bool = True,
+    generate_keys: bool = True,
 ) -> Step:
     """Plan the key set of a generated issuer at ``now`` and generate at most one key.
 
     ``published`` holds the kids that every target of every policy trusting this issuer has written;
     when no policy trusts the issuer (``has_targets`` False) a key counts as published when created.
-    A record whose private key is missing from the Secret (someone deleted the Secret, say) can no
-    longer sign: it is retired now and stays published until the tokens a stale signer may still
-    mint with it have expired.
+    ``recorded`` are the records kept in the status. One the Secret lacks, or whose private key the
+    Secret lacks (the Secret was deleted by hand, replaced, or restored from an old copy), is a lost
+    key: the rotation plan keeps it published for as long as stale copies of the old Secret may sign
+    with it. ``generate_keys`` False winds the issuer's keys down instead (it now mirrors an external
+    JWKS): nothing is generated, and with no private key left every record is such a lost key.
     """
-    # Without a Secret (deleted by hand) the status still holds every record and public key.
-    records: list[KeyRecord] = list(stored.records) if stored else list(recorded or ())
+    records: list[KeyRecord] = list(stored.records) if stored else []
+    in_secret = {r.kid for r in records}
+    records += [r for r in recorded if r.kid not in in_secret]
     private_keys: dict[str, PrivateKey] = dict(stored.private_keys) if stored else {}
     public_keys = dict(status_keys or {})
     events: list[tuple[str, str, str]] = []
@@ -213,11 +217,20 @@ def step(
         if record is not None:
             public_keys[kid] = public_jwk(key.public_key(), record.alg)
 
-    records = _retire_lost(now, records, private_keys, spec.rotation, events)
+    def planned(records: Sequence[KeyRecord]) -> Plan:
+        return plan(
+            now,
+            records,
+            spec.rotation,
+            revoked=spec.revoked_kids,
+            on_revoke=spec.revocation_mode,
+            private=private_keys.keys(),
+        )
+
     records = list(_mark(records, published, now, has_targets=has_targets))
-    result = plan(now, records, spec.rotation, revoked=spec.revoked_kids, on_revoke=spec.revocation_mode)
+    result = planned(records)
     generated: list[str] = []
-    if result.generate:
+    if result.generate and generate_keys:
         key = generate_private_key(spec.algorithm, rsa_bits=spec.rsa_bits)
         jwk = public_jwk(key.public_key(), spec.algorithm)
         kid = jwk["kid"]
@@ -225,24 +238,45 @@ def step(
         public_keys[kid] = jwk
         generated.append(kid)
         fresh = KeyRecord(kid=kid, alg=spec.algorithm, created_at=now, activate_on_publish=result.immediate)
-        records = [*result.keys, fresh]
-        records = list(_mark(records, published, now, has_targets=has_targets))
-        first_removed = result.removed
-        result = plan(now, records, spec.rotation, revoked=spec.revoked_kids, on_revoke=spec.revocation_mode)
-        # The first plan already dropped what it removed; keep that in the result so it is reported.
-        result = dataclasses.replace(result, removed=tuple(dict.fromkeys((*first_removed, *result.removed))))
+        records = list(_mark([*result.keys, fresh], published, now, has_targets=has_targets))
+        first = result
+        result = planned(records)
+        # The first plan already dropped and retired what it found; keep that in the result so it is
+        # reported.
+        result = dataclasses.replace(
+            result,
+            removed=tuple(dict.fromkeys((*first.removed, *result.removed))),
+            lost=tuple(dict.fromkeys((*first.lost, *result.lost))),
+            never_signed=tuple(dict.fromkeys((*first.never_signed, *result.never_signed))),
+        )
+    kept = {r.kid: r for r in result.keys}
+    for kid in result.lost:
+        until = iso(kept[kid].remove_at)
+        events.append(
+            (
+                "Warning",
+                "KeyLost",
+                f"key {kid} has no private key in the Secret: it stops signing now and stays published "
+                f"until {until}, for the tokens already signed with it",
+            )
+        )
     for kid in result.removed:
         private_keys.pop(kid, None)
         public_keys.pop(kid, None)
-        reason = "KeyRevoked" if kid in spec.revoked_kids else "KeyRemoved"
-        events.append(("Warning" if reason == "KeyRevoked" else "Normal", reason, f"key {kid} withdrawn"))
-    before = {r.kid: r for r in (stored.records if stored else recorded or ())}
+        if kid in result.never_signed:
+            events.append(
+                ("Warning", "KeyLost", f"key {kid} has no private key and never signed: withdrawn")
+            )
+        elif kid in spec.revoked_kids:
+            events.append(("Warning", "KeyRevoked", f"key {kid} withdrawn"))
+        else:
+            events.append(("Normal", "KeyRemoved", f"key {kid} withdrawn"))
+    before = {r.kid: r for r in (stored.records if stored else recorded)}
     for record in result.keys:
         old = before.get(record.kid)
         if record.activates_at is not None and (old is None or old.activates_at is None):
             when = _iso(record.activates_at)
             events.append(("Normal", "KeyScheduled", f"key {record.kid} activates at {when}"))
-    kept = {r.kid for r in result.keys}
     return Step(
         records=result.keys,
         private_keys={kid: key for kid, key in private_keys.items() if kid in kept},
@@ -258,44 +292,6 @@ def _mark(
 ) -> tuple[KeyRecord, ...]:
     kids = {r.kid for r in records} if not has_targets else set(published)
     return mark_published(records, kids, now)
-
-
-def _retire_lost(
-    now: int,
-    records: list[KeyRecord],
-    private_keys: Mapping[str, PrivateKey],
-    rotation: RotationSpec,
-    events: list[tuple[str, str, str]],
-) -> list[KeyRecord]:
-    kept: list[KeyRecord] = []
-    for record in records:
-        if record.kid in private_keys:
-            kept.append(record)
-            continue
-        state = key_state(record, now)
-        if state in ("pending", "next"):
-            events.append(
-                ("Warning", "KeyLost", f"private key {record.kid} is missing; it never signed, dropped")
-            )
-            continue
-        if state == "active" or record.retires_at is None:
-            kept.append(
-                dataclasses.replace(
-                    record,
-                    retires_at=now,
-                    remove_at=now
-                    + rotation.propagation
-                    + rotation.max_token_lifetime
-                    + rotation.leeway
-                    + rotation.margin,
-                )
-            )
-            events.append(
-                ("Warning", "KeyLost", f"private key {record.kid} is missing; retired, stays published")
-            )
-            continue
-        kept.append(record)
-    return kept
 
 
 def _iso(epoch: int) -> str:
@@ -334,12 +330,23 @@ def status_keys(
     return out
 
 
-def records_from_status(status: Mapping[str, Any]) -> list[KeyRecord]:
-    """The key records kept in ``status.keys`` (used only when the Secret has disappeared)."""
+def records_from_status(status: Mapping[str, Any], *, external_at: int | None = None) -> list[KeyRecord]:
+    """The key records kept in ``status.keys``: what the Secret lost, if it lost anything.
+
+    Keys mirrored from an external JWKS have no record; with ``external_at`` (the Issuer has just
+    stopped mirroring one) each becomes a record created then, whose private key we never had, so
+    the rotation plan keeps it published until the tokens the provider signed with it have expired.
+    """
     records: list[KeyRecord] = []
     for entry in status.get("keys") or ():
         try:
             if entry.get("state") == "external":
+                if external_at is not None:
+                    jwk = entry.get("publicKey") or {}
+                    # The record's alg is informational (nothing signs without the private key), and
+                    # a provider may publish a JWK without one.
+                    alg = str(entry.get("alg") or jwk.get("alg") or "unknown")
+                    records.append(KeyRecord(kid=str(entry["kid"]), alg=alg, created_at=external_at))
                 continue
 
             def when(name: str, entry: Mapping[str, Any] = entry) -> int | None:

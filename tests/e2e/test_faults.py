@@ -1,4 +1,4 @@
-"""Fault injection: crashes, an API server restart, a racing writer, a deleted Secret.
+"""Fault injection: crashes, an API server restart, a racing writer, a deleted Secret, a switch of key source.
 
 After each fault: no key that a live token needs is lost (the invariant monitor sees zero failures for
 valid tokens) and the state converges (Issuer and TrustPolicy Ready, the target holding the content
@@ -11,12 +11,17 @@ import json
 import random
 import threading
 import time
+import uuid
 
 import pytest
-from support import Kube, monitor, rotating_setup, wait_for
+from support import AUDIENCE, ROTATION, Kube, P, issuer, monitor, policy, rotating_setup, wait_for
 
-from jwt_trust.projection import JWKS_FILE, content_hash
+from jwt_trust.keys import generate_private_key, public_jwk
+from jwt_trust.projection import JWKS_FILE, content_hash, parse_trust_files
+from jwt_trust.rotation import KeyRecord, parse_duration
+from jwt_trust.signer import Signer, render_secret_data
 from jwt_trust.testing.operator import OperatorProcess
+from jwt_trust.verifier import TrustStore
 
 pytestmark = pytest.mark.e2e
 
@@ -138,3 +143,74 @@ def test_deleting_the_signing_secret_by_hand_keeps_live_tokens_valid_and_recover
     assert watch.failures == [], watch.failures[:5]
     _converged(kube, ns, name)
     assert any(e["reason"] == "KeyLost" for e in kube.events(ns, "rotating"))
+
+
+def _kids(kube: Kube, ns: str, name: str) -> set[str]:
+    files = kube.configmap(ns, name) or {}
+    return {k["kid"] for k in json.loads(files.get(JWKS_FILE, b'{"keys":[]}'))["keys"]}
+
+
+def test_switching_a_generated_issuer_to_an_external_jwks_keeps_live_tokens_valid(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    """Signers stop (their private keys leave the Secret), and what they signed still verifies."""
+    ns, name = rotating_setup(kube, "toext")
+    provider = public_jwk(generate_private_key("EdDSA").public_key(), "EdDSA")
+    generated = {k["kid"] for k in (kube.get("issuer", "rotating", "-n", ns) or {})["status"]["keys"]}
+    with monitor(kube, ns, name) as watch:
+        time.sleep(3)
+        kube.apply(issuer(ns, "rotating", rotation=ROTATION, external={"jwks": {"keys": [provider]}}))
+
+        def stripped() -> bool:
+            data = kube.secret(ns, "rotating-signing-keys")
+            return data is not None and not any(k.endswith(".pem") for k in data)
+
+        wait_for(stripped, timeout=10, what="the private keys to leave the Secret")
+        minted_before = watch.minted
+        # Stale copies sign for P more seconds; their last tokens live T + S after that.
+        time.sleep(P + 4 + 1 + 2)
+    assert watch.failures == [], watch.failures[:5]
+    assert watch.paused > 0, "signers mounting the stripped Secret must stop signing"
+    assert minted_before > 0
+    assert provider["kid"] in _kids(kube, ns, name)
+    # Once no token of theirs can be alive, the generated keys leave every ConfigMap.
+    wait_for(lambda: _kids(kube, ns, name) == {provider["kid"]}, timeout=30, what="only the provider's key")
+    assert generated
+    assert any(e["reason"] == "KeyLost" for e in kube.events(ns, "rotating"))
+    kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/rotating", "-n", ns, "--timeout=30s")
+
+
+def test_switching_an_external_issuer_to_generated_keys_keeps_the_providers_tokens_valid(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    labels = {"e2e.jwt-trust.dev/group": uuid.uuid4().hex[:12]}
+    ns = kube.namespace(labels)
+    name = f"fromext-{uuid.uuid4().hex[:8]}"
+    key = generate_private_key("EdDSA")
+    provider = public_jwk(key.public_key(), "EdDSA")
+    external = issuer(ns, "rotating", rotation=ROTATION, external={"jwks": {"keys": [provider]}})
+    kube.apply(external)
+    kube.apply(policy(name, [(ns, "rotating")], labels, verification={"audiences": [AUDIENCE]}))
+    wait_for(lambda: provider["kid"] in _kids(kube, ns, name), what="the provider's key projected")
+    lifetime = parse_duration(ROTATION["maxTokenLifetime"])
+    idp = Signer.from_secret_data(
+        render_secret_data(
+            issuer=external["spec"]["issuer"],
+            max_token_lifetime=lifetime,
+            records=(KeyRecord(provider["kid"], "EdDSA", created_at=0, published_at=0, activates_at=0),),
+            private_keys={provider["kid"]: key},
+        )
+    )
+    # The provider's last token, minted just before the Issuer stops mirroring it.
+    token = idp.mint(subject="svc", audience=AUDIENCE)
+    expires = time.time() + lifetime
+    kube.apply(issuer(ns, "rotating", rotation=ROTATION))
+    checked = 0
+    while time.time() < expires + 1:
+        store = TrustStore.from_trust(parse_trust_files(kube.configmap(ns, name) or {})[0])
+        store.verify(token)
+        checked += 1
+        time.sleep(0.2)
+    assert checked > 5
+    kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/rotating", "-n", ns, "--timeout=30s")
+    wait_for(lambda: provider["kid"] not in _kids(kube, ns, name), timeout=30, what="the provider's key gone")

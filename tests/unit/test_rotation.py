@@ -254,6 +254,75 @@ def test_never_more_than_five_keys_even_when_retired_keys_linger() -> None:
         assert len(p.keys) <= rotation.MAX_KEYS
 
 
+def _steady(now: int) -> Plan:
+    """Retired, active and next keys, the next one activating at ``now + R``."""
+    p = settle(T0, ())
+    p = settle(T0 + P + M, p.keys)
+    p = settle(T0 + P + M + R, p.keys)
+    assert sorted(key_state(k, T0 + P + M + R) for k in p.keys) == ["active", "next", "retired"]
+    return p
+
+
+def test_a_lost_next_key_that_stale_copies_activate_stays_published_until_their_tokens_expire() -> None:
+    p = _steady(T0)
+    start = T0 + P + M + R
+    states = {key_state(k, start): k for k in p.keys}
+    upcoming = states["next"]
+    assert upcoming.activates_at is not None
+    lost_at = upcoming.activates_at - P  # a copy written up to P ago activates it on its own
+    after = plan(lost_at, p.keys, SPEC, private=())
+    kept = {k.kid: k for k in after.keys}
+    assert set(after.lost) == {states["active"].kid, upcoming.kid}
+    assert kept[upcoming.kid].retires_at == lost_at
+    assert kept[upcoming.kid].remove_at == (lost_at + P + M) + P + T + S + M
+    # The active key's retirement was in every copy: it keeps the removal scheduled with it.
+    assert kept[states["active"].kid].remove_at == states["active"].remove_at
+    assert after.active_kid is None
+    assert after.generate
+
+
+def test_a_lost_next_key_that_no_stale_copy_would_activate_in_time_is_dropped() -> None:
+    p = _steady(T0)
+    upcoming = next(k for k in p.keys if key_state(k, T0 + P + M + R) == "next")
+    assert upcoming.activates_at is not None
+    lost_at = upcoming.activates_at - P - M - 1
+    after = plan(lost_at, p.keys, SPEC, private=())
+    assert upcoming.kid not in {k.kid for k in after.keys}
+    assert after.never_signed == (upcoming.kid,)
+    assert upcoming.kid in after.removed
+
+
+def test_a_lost_key_whose_activation_is_not_recorded_is_kept() -> None:
+    published = KeyRecord("lagging", "ES256", created_at=T0, published_at=T0)
+    after = plan(T0 + 1, (published,), SPEC, private=())
+    (kept,) = after.keys
+    assert kept.retires_at == T0 + 1
+    assert kept.remove_at == (T0 + 1 + P + M) + P + T + S + M
+    assert after.lost == ("lagging",)
+
+
+def test_the_lost_key_rule_is_applied_once_and_never_moves_a_removal() -> None:
+    p = _steady(T0)
+    now = T0 + P + M + R + 10
+    first = plan(now, p.keys, SPEC, private=())
+    for later in (now, now + 5):
+        again = plan(later, first.keys, SPEC, private=())
+        assert again.keys == first.keys
+        assert again.lost == ()
+    # A clock stepped back runs the rule again: the removals it scheduled stay where they are.
+    back = plan(now - M // 2, first.keys, SPEC, private=())
+    assert {k.kid: k.remove_at for k in back.keys} == {k.kid: k.remove_at for k in first.keys}
+
+
+def test_a_revoked_lost_key_is_withdrawn_not_kept_for_stale_copies() -> None:
+    p = _steady(T0)
+    now = T0 + P + M + R + 10
+    active = next(k for k in p.keys if key_state(k, now) == "active")
+    after = plan(now, p.keys, SPEC, private=(), revoked=[active.kid])
+    assert active.kid in after.removed
+    assert active.kid not in {k.kid for k in after.keys}
+
+
 # --- the invariant, by simulation ----------------------------------------------------------------
 
 

@@ -241,6 +241,22 @@ def test_deleting_an_issuer_withdraws_its_keys_and_retain_keeps_the_secret(
         what="the garbage collector to delete the Secret",
     )
 
+    # The same Issuer created again adopts the retained Secret: its signers' keys are published again.
+    retained = kube.secret(home, "keep-signing-keys") or {}
+    signer = Signer.from_secret_data(retained)
+    kube.apply(issuer(home, "keep", rotation=FAST_ROTATION, deletionPolicy="Retain"))
+    wait_for(lambda: _ready(kube, "issuer", "keep", "-n", home), what="the re-created Issuer Ready")
+    token = signer.mint(subject="svc")
+
+    def verifies() -> bool:
+        files = kube.configmap(target, name) or {}
+        if f"issuer.{home}.keep.jwks.json" not in files:
+            return False
+        TrustStore.from_trust(parse_trust_files(files)[0]).verify(token)
+        return True
+
+    wait_for(verifies, what="a token of the retained Secret to verify again")
+
 
 def test_metrics_and_liveness_endpoints_answer(operator: OperatorProcess, kube: Kube) -> None:
     assert operator.healthy()

@@ -342,7 +342,7 @@ def _edge_signatures(order: bytes) -> list[bytes]:
     ]
 
 
-@pytest.mark.parametrize("order", ORDERS, ids=["P-256", "P-384"])
+@pytest.mark.parametrize("order", ORDERS, ids=list(EC_CURVES))
 def test_ecdsa_der_agrees_and_matches_cryptographys_encoder_on_edge_values(order: bytes) -> None:
     n = int.from_bytes(order, "big")
     size = len(order)

@@ -31,6 +31,10 @@ from jwt_trust.signer import SigningKeys, render_secret_data
 
 SECRET_SUFFIX = "-signing-keys"  # noqa: S105 (a name, not a password)
 MAX_EXTERNAL_KEYS = 64
+# The algorithms an Issuer generates keys for: spec.algorithm's enum in the CRD (where Ed25519, the RFC
+# 9864 name, is normalised to EdDSA). Every other algorithm of jwt_trust.algorithms is verified (external
+# issuers' keys, trust policies) but not generated: a longer hash does not make an RSA key stronger.
+GENERATED_ALGORITHMS = ("EdDSA", "ES256", "ES384", "ES512", "PS256", "RS256")
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
@@ -100,6 +104,11 @@ def parse_issuer_spec(spec: Mapping[str, Any]) -> IssuerSpec:
         algorithm = normalise_algorithm(str(spec.get("algorithm", "ES256")))
     except ValueError as error:
         raise SpecError("UnsupportedAlgorithm", str(error)) from None
+    if algorithm not in GENERATED_ALGORITHMS:
+        raise SpecError(
+            "UnsupportedAlgorithm",
+            f"keys are generated for {', '.join(GENERATED_ALGORITHMS)} (and Ed25519), not {algorithm}",
+        )
     rsa_bits = spec.get("rsaKeySize", 3072)
     if rsa_bits not in (2048, 3072, 4096) or isinstance(rsa_bits, bool):
         raise SpecError("InvalidKeySize", f"spec.rsaKeySize must be 2048, 3072 or 4096, not {rsa_bits}")

@@ -24,12 +24,13 @@ import base64
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from .algorithms import ALGORITHMS, EC_CURVES, MIN_RSA_BITS, PrivateKey, PublicKey
 from .errors import InvalidKey, WeakKey
@@ -37,6 +38,7 @@ from .errors import InvalidKey, WeakKey
 __all__ = [
     "PrivateKey",
     "PublicKey",
+    "ambiguous_kids",
     "b64url_decode",
     "b64url_encode",
     "check_not_weak",
@@ -241,10 +243,35 @@ def check_not_weak(key: PublicKey) -> None:
         _check_ed25519_point(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
     elif isinstance(key, rsa.RSAPublicKey):
         numbers = key.public_numbers()
-        if numbers.e % 2 == 0 or not MIN_RSA_EXPONENT <= numbers.e <= MAX_RSA_EXPONENT:
-            raise WeakKey("RSA public exponent must be odd and from 65537 to 2**256 - 1")
-        if has_roca_fingerprint(numbers.n):
-            raise WeakKey("the RSA modulus has the ROCA fingerprint (CVE-2017-15361): it can be factored")
+        _check_rsa_numbers(numbers.n, numbers.e)
+
+
+def _check_rsa_numbers(n: int, e: int) -> None:
+    if e % 2 == 0 or not MIN_RSA_EXPONENT <= e <= MAX_RSA_EXPONENT:
+        raise WeakKey("RSA public exponent must be odd and from 65537 to 2**256 - 1")
+    if has_roca_fingerprint(n):
+        raise WeakKey("the RSA modulus has the ROCA fingerprint (CVE-2017-15361): it can be factored")
+
+
+# --- key sets -----------------------------------------------------------------------------------
+
+
+def ambiguous_kids(keys: Iterable[tuple[str | None, PublicKey]]) -> dict[str, int]:
+    """The kids that name more than one different key in one key set, with how many keys each names.
+
+    Why: a verifier picks the key by ``kid``, so a kid that names two keys leaves the choice to the
+    order of the set (or to whoever appended the second key). The verifier and the operator's mirror of
+    an external set both use this one rule and leave every key of an ambiguous kid out. One key listed
+    twice under its kid (once per algorithm, say) is not ambiguous: keys are compared by their public
+    key, not by their JWK text.
+    """
+    found: dict[str, set[bytes]] = {}
+    for kid, key in keys:
+        if kid is not None:
+            found.setdefault(kid, set()).add(
+                key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+            )
+    return {kid: len(materials) for kid, materials in found.items() if len(materials) > 1}
 
 
 # --- JWK import ---------------------------------------------------------------------------------
@@ -302,12 +329,11 @@ def public_key_from_jwk(jwk: Mapping[str, object]) -> PublicKey:
         e = int.from_bytes(_member_bytes(jwk, "e"), "big")
         if not MIN_RSA_BITS <= n.bit_length() <= MAX_RSA_BITS:
             raise InvalidKey(f"RSA modulus must be {MIN_RSA_BITS} to {MAX_RSA_BITS} bits")
+        _check_rsa_numbers(n, e)  # before the backend, which has its own (less specific) refusals
         try:
-            public = rsa.RSAPublicNumbers(e, n).public_key()
+            return rsa.RSAPublicNumbers(e, n).public_key()
         except ValueError:
             raise InvalidKey("invalid RSA public key") from None
-        check_not_weak(public)
-        return public
     raise InvalidKey("unsupported kty; expected OKP, EC or RSA")
 
 

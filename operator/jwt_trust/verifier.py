@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from jwt_trust import _hotpath, _mounted
 from jwt_trust.algorithms import ALGORITHMS
 from jwt_trust.errors import (
@@ -56,7 +54,7 @@ from jwt_trust.errors import (
     UnknownKey,
     UnsupportedToken,
 )
-from jwt_trust.keys import public_key_from_jwk
+from jwt_trust.keys import ambiguous_kids, public_key_from_jwk
 from jwt_trust.projection import (
     DEFAULT_ALGORITHMS,
     MAX_CONFIGMAP_BYTES,
@@ -164,12 +162,6 @@ def _load_key(jwk: Any, owner: _Issuer) -> _Key | str | None:
     return _Key(kid=kid, public_key=public_key, algs=frozenset(checks), owner=owner, checks=checks)
 
 
-def _key_material(key: _Key) -> bytes:
-    """The public key's canonical encoding: two JWKs of one key (other alg, padded n) are not a conflict."""
-    material: bytes = key.public_key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return material
-
-
 def _issuer_keys(owner: _Issuer, jwks: Iterable[Any], warnings: list[str]) -> tuple[list[_Key], set[str]]:
     """The usable keys of one issuer and the kids it made ambiguous (whose keys are left out)."""
     loaded: list[_Key] = []
@@ -181,17 +173,12 @@ def _issuer_keys(owner: _Issuer, jwks: Iterable[Any], warnings: list[str]) -> tu
             warnings.append(f"issuer {owner.ref}: {named} refused: {key}")
         elif key is not None:
             loaded.append(key)
-    materials: dict[str, set[bytes]] = {}
-    for key in loaded:
-        if key.kid is not None:
-            materials.setdefault(key.kid, set()).add(_key_material(key))
-    ambiguous = {kid for kid, found in materials.items() if len(found) > 1}
-    for kid in sorted(ambiguous):
+    ambiguous = ambiguous_kids((key.kid, key.public_key) for key in loaded)
+    for kid, count in sorted(ambiguous.items()):
         warnings.append(
-            f"issuer {owner.ref}: kid {kid[:64]!r} names {len(materials[kid])} different keys;"
-            " none of them is used"
+            f"issuer {owner.ref}: kid {kid[:64]!r} names {count} different keys; none of them is used"
         )
-    return [key for key in loaded if key.kid not in ambiguous], ambiguous
+    return [key for key in loaded if key.kid not in ambiguous], set(ambiguous)
 
 
 def _build_state(

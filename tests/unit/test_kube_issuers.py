@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from jwt_trust.keys import generate_private_key, public_jwk, thumbprint
 from jwt_trust.kube.issuers import (
     MAX_EXTERNAL_KEYS,
+    ExternalJWKS,
     IssuerSpec,
     SpecError,
     Step,
@@ -833,28 +834,29 @@ RSA_JWK = jwk_for("RS256")
 
 
 def test_valid_external_set_of_each_key_type_is_accepted_as_is() -> None:
-    keys = parse_external_jwks({"keys": [EC_JWK, RSA_JWK, OKP_JWK]})
-    assert keys == [EC_JWK, RSA_JWK, OKP_JWK]
+    mirrored = parse_external_jwks({"keys": [EC_JWK, RSA_JWK, OKP_JWK]})
+    assert mirrored.keys == (EC_JWK, RSA_JWK, OKP_JWK)
+    assert mirrored.warnings == ()
 
 
 def test_external_key_without_kid_gets_its_thumbprint() -> None:
     bare = {k: v for k, v in EC_JWK.items() if k not in ("kid", "alg", "use")}
-    (key,) = parse_external_jwks({"keys": [bare]})
+    (key,) = parse_external_jwks({"keys": [bare]}).keys
     assert key["kid"] == thumbprint(bare) == EC_JWK["kid"]
 
 
 def test_external_key_keeps_its_own_kid() -> None:
-    (key,) = parse_external_jwks({"keys": [{**OKP_JWK, "kid": "provider-1"}]})
+    (key,) = parse_external_jwks({"keys": [{**OKP_JWK, "kid": "provider-1"}]}).keys
     assert key["kid"] == "provider-1"
 
 
 def test_external_set_may_be_raw_json_bytes() -> None:
     raw = json.dumps({"keys": [RSA_JWK]}).encode()
-    assert parse_external_jwks(raw) == [RSA_JWK]
+    assert parse_external_jwks(raw).keys == (RSA_JWK,)
 
 
 def test_non_string_members_are_left_out_of_published_keys() -> None:
-    (key,) = parse_external_jwks({"keys": [{**EC_JWK, "x5c": ["MIIB"], "ext": True}]})
+    (key,) = parse_external_jwks({"keys": [{**EC_JWK, "x5c": ["MIIB"], "ext": True}]}).keys
     assert key == EC_JWK
 
 
@@ -887,7 +889,9 @@ def test_symmetric_keys_are_refused(jwk: dict[str, str]) -> None:
 
 
 def test_encryption_keys_are_skipped() -> None:
-    assert parse_external_jwks({"keys": [{**RSA_JWK, "use": "enc"}, OKP_JWK]}) == [OKP_JWK]
+    assert parse_external_jwks({"keys": [{**RSA_JWK, "use": "enc"}, OKP_JWK]}) == ExternalJWKS(
+        keys=(OKP_JWK,)
+    )
 
 
 def test_set_with_only_encryption_keys_has_no_usable_keys() -> None:
@@ -901,7 +905,7 @@ def test_empty_set_has_no_usable_keys() -> None:
 
 
 def test_too_many_keys_are_refused() -> None:
-    assert len(parse_external_jwks({"keys": [EC_JWK] * MAX_EXTERNAL_KEYS})) == MAX_EXTERNAL_KEYS
+    assert len(parse_external_jwks({"keys": [EC_JWK] * MAX_EXTERNAL_KEYS}).keys) == MAX_EXTERNAL_KEYS
     with pytest.raises(SpecError, match="at most 64"):
         parse_external_jwks({"keys": [EC_JWK] * (MAX_EXTERNAL_KEYS + 1)})
     with pytest.raises(SpecError, match="at most 2"):

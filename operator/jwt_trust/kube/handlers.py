@@ -593,7 +593,7 @@ async def reconcile_external(
     wake_at: float | None = None
     try:
         if external.inline_jwks is not None:
-            keys = parse_external_jwks(dict(external.inline_jwks))
+            mirrored = parse_external_jwks(dict(external.inline_jwks))
             source = "inline JWKS"
         else:
             assert external.jwks_url is not None
@@ -614,7 +614,7 @@ async def reconcile_external(
                     "JWKSFetchFailed",
                     f"fetching {external.jwks_url} failed: {error}; the last good keys stay published",
                 ) from None
-            keys = parse_external_jwks(raw)
+            mirrored = parse_external_jwks(raw)
             operator.fetched[key] = (now, fingerprint)
             wake_at = now + external.refresh_interval
             source = external.jwks_url
@@ -624,11 +624,18 @@ async def reconcile_external(
         failures = operator.fetch_failures[key] = operator.fetch_failures.get(key, 0) + 1
         return now + min(float(external.refresh_interval), 5.0 * 2.0 ** min(failures, 6))
     operator.fetch_failures.pop(key, None)
+    keys = mirrored.keys
+    loaded = f"{len(keys)} keys from {source}"
+    if mirrored.warnings:
+        # Keys we cannot verify are left out, not the whole set: say which, once per distinct list.
+        skipped = "; ".join(mirrored.warnings)
+        loaded += f"; skipped: {skipped}"
+        await operator.report(body, "Warning", "JWKSKeysSkipped", skipped[:1024])
+    else:
+        operator.reported.pop((str(meta.get("uid")), "JWKSKeysSkipped"), None)
     new_status: dict[str, Any] = {
         "observedGeneration": meta.get("generation"),
-        "conditions": [
-            _condition(True, "JWKSLoaded", f"{len(keys)} keys from {source}", meta.get("generation"), status)
-        ],
+        "conditions": [_condition(True, "JWKSLoaded", loaded, meta.get("generation"), status)],
         "keys": [
             {
                 "kid": jwk["kid"],

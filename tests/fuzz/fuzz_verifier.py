@@ -1,4 +1,4 @@
-"""Coverage-guided fuzz target (atheris / libFuzzer) for the offline verifier, issue 7 item 1.
+"""Coverage-guided fuzz target (atheris / libFuzzer) for the offline verifier.
 
 Why: the verifier parses attacker-controlled bytes on every request. The property checked here is the
 verifier's contract: whatever the input, it ends in a typed rejection (an ``InvalidToken`` subclass for

@@ -2,8 +2,8 @@
 
 Each test builds the hostile token byte by byte, so it shows exactly what an attacker would send, and
 asserts the specific :class:`~jwt_trust.errors.InvalidToken` subclass the verifier must raise: a
-rejection for the wrong reason would hide a rule that no longer runs. The rules themselves are issue 2's
-"Verification semantics"; the list of attacks is issue 7 item 2.
+rejection for the wrong reason would hide a rule that no longer runs. The rules themselves are in
+docs/architecture.md, "Verification rules".
 """
 
 from __future__ import annotations

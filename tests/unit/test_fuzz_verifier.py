@@ -1,4 +1,4 @@
-"""Bounded, deterministic fuzzing of the verifier and the trust loaders (issue 7 item 1, the CI part).
+"""Bounded, deterministic fuzzing of the verifier and the trust loaders (the CI part of the fuzzing).
 
 The property is the verifier's contract: every input ends in a typed rejection or a valid result, and
 nothing else escapes — tokens raise only :class:`~jwt_trust.errors.InvalidToken` subclasses, JWK Sets
@@ -277,7 +277,7 @@ def test_a_trust_directory_whose_jwk_kid_is_not_a_string_is_a_trust_store_error_
 
 
 def test_signature_only_mode_accepts_a_payload_that_is_not_json() -> None:
-    # Issue 2: the signature-only mode verifies "a JWS whose payload is arbitrary bytes"; the claims
+    # The signature-only mode verifies "a JWS whose payload is arbitrary bytes"; the claims
     # were parsed for it as well, so a non-JSON payload was rejected as malformed.
     _private, jwk = KEYS["EdDSA"]
     header = json.dumps({"alg": "EdDSA", "kid": jwk["kid"]}).encode()

@@ -158,7 +158,7 @@ def _load_key(jwk: Any, owner: _Issuer) -> _Key | str | None:
         if check is not None:
             checks[name] = check
     if not checks:
-        return f"the key does not fit algorithm {key_alg}"
+        return f"the key does not fit algorithm {key_alg}" if key_alg else "the key fits no algorithm"
     return _Key(kid=kid, public_key=public_key, algs=frozenset(checks), owner=owner, checks=checks)
 
 

@@ -167,9 +167,11 @@ MIN_RSA_EXPONENT = 65537
 MAX_RSA_EXPONENT = 2**256 - 1
 
 # ROCA (CVE-2017-15361; Nemec et al., CCS 2017): Infineon's RSALib built primes p = k * M + (65537**a
-# mod M), M a primorial, so that N mod every small prime r is a power of 65537 mod r. A random N passes
-# that for all these primes with probability about 2**-154; a ROCA modulus always does, and its
-# factors can be found in CPU-days to years. The primes and the test are the paper's fingerprint.
+# mod M), M a primorial that contains every prime up to 167 at every key size, so N mod each of those
+# primes r is a power of 65537 mod r. A ROCA modulus always passes; its factors can be found in
+# CPU-days to years. A random N passes with probability about 2**-28 (the product of the subgroups'
+# shares): one legitimate key in some 240 million would be refused, the trade-off of the published
+# fingerprint, which these primes and this test are.
 _ROCA_PRIMES = (
     3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73,
     79, 83, 89, 97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,

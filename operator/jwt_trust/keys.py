@@ -43,6 +43,7 @@ __all__ = [
     "b64url_encode",
     "check_not_weak",
     "generate_private_key",
+    "has_roca_fingerprint",
     "private_key_from_pem",
     "private_key_to_pem",
     "public_jwk",
@@ -242,7 +243,7 @@ def check_not_weak(key: PublicKey) -> None:
     Off-curve EC points never get this far: cryptography refuses to build them.
     """
     if isinstance(key, Ed25519PublicKey):
-        _check_ed25519_point(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+        _check_ed25519_point(key.public_bytes(Encoding.Raw, PublicFormat.Raw))
     elif isinstance(key, rsa.RSAPublicKey):
         numbers = key.public_numbers()
         _check_rsa_numbers(numbers.n, numbers.e)

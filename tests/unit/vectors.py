@@ -1,6 +1,6 @@
 """Wycheproof-style signature vectors for every algorithm, and known-weak keys, made with cryptography.
 
-No package on the registries we can reach ships Project Wycheproof's vectors, so these are generated
+We found no installable package that ships Project Wycheproof's vectors, so these are generated
 the same way: one genuine signature per algorithm, then every variant that verifiers have been known to
 get wrong, each labelled valid or invalid with the reason in its name. Invalid ones: a flipped bit, the
 wrong length (ES512's 132 bytes cut or padded, P-256/P-384 sizes on P-521), DER instead of R || S,

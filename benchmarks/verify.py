@@ -31,8 +31,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from jwt_trust import _hotpath
@@ -41,7 +39,14 @@ from jwt_trust.keys import b64url_encode, generate_private_key, public_jwk, publ
 from jwt_trust.verifier import TrustStore
 
 ISSUER, AUDIENCE = "https://issuer.bench", "api://bench"
-CASES = [("EdDSA", None), ("ES256", None), ("ES384", None), ("RS256", 2048), ("PS256", 2048), ("RS256", 4096)]
+CASES = [
+    ("EdDSA", None),
+    ("ES256", None),
+    ("ES384", None),
+    ("ES512", None),
+    *((alg, 2048) for alg in ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")),
+    ("RS256", 4096),
+]
 PEERS = ("PyJWT", "jwcrypto", "joserfc", "authlib")
 POOL = 64  # distinct tokens per algorithm
 
@@ -75,14 +80,10 @@ def _tokens(alg: str, bits: int | None) -> tuple[list[str], dict[str, Any]]:
 
 
 def _cryptography_verify(alg: str, jwk: dict[str, Any]) -> tuple[Callable[..., None], tuple[Any, ...]]:
-    """cryptography's verify bound to the loaded key, and the arguments it takes after (signature, data)."""
+    """cryptography's verify bound to the loaded key, and the arguments it takes after (signature, data):
+    the hash and padding objects of the algorithm table, which are cryptography's own."""
     public: Any = public_key_from_jwk(jwk)
-    if alg == "EdDSA":
-        return public.verify, ()
-    if alg.startswith("ES"):
-        return public.verify, (ec.ECDSA(hashes.SHA256() if alg == "ES256" else hashes.SHA384()),)
-    pad = padding.PKCS1v15() if alg == "RS256" else padding.PSS(padding.MGF1(hashes.SHA256()), 32)
-    return public.verify, (pad, hashes.SHA256())
+    return public.verify, ALGORITHMS[alg].parameters
 
 
 def _signature_bytes(alg: str, encoded: str) -> bytes:

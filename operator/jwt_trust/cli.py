@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from . import projection
 from .algorithms import ALGORITHMS, normalise_algorithm
 from .errors import InvalidToken, JWTTrustError
 from .keys import generate_private_key, public_jwk
@@ -26,7 +27,7 @@ from .signer import Signer, render_secret_data
 from .verifier import TrustStore
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
-DEFAULT_ALGORITHMS = "EdDSA,ES256,ES384,PS256,RS256"
+DEFAULT_ALGORITHMS = ",".join(projection.DEFAULT_ALGORITHMS)
 
 
 class UsageError(Exception):
@@ -74,7 +75,9 @@ def main_parser() -> argparse.ArgumentParser:
     keygen = commands.add_parser(
         "keygen", help="write a signing-key directory and its public JWKS (for trying out)"
     )
-    keygen.add_argument("--alg", default="ES256", help="EdDSA (or Ed25519), ES256, ES384, PS256, RS256")
+    keygen.add_argument(
+        "--alg", default="ES256", help=f"EdDSA (or Ed25519), {', '.join(projection.DEFAULT_ALGORITHMS[1:])}"
+    )
     keygen.add_argument("--rsa-bits", type=int, default=3072)
     keygen.add_argument("--issuer", required=True)
     keygen.add_argument("--max-token-lifetime", type=int, default=3600)

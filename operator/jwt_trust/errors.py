@@ -39,6 +39,10 @@ class UnknownKey(InvalidToken):
     """No usable trusted key matches the token's ``kid`` (or, without ``kid``, its ``alg``)."""
 
 
+class AmbiguousKey(InvalidToken):
+    """The token's ``kid`` names two different keys in one issuer's key set, so neither is used."""
+
+
 class InvalidSignature(InvalidToken):
     """The signature does not verify with the selected key."""
 
@@ -92,6 +96,14 @@ class RevokedToken(InvalidToken):
 
 class InvalidKey(JWTTrustError):
     """A JWK or PEM key that cannot be used (wrong type, too small, off-curve, private where public)."""
+
+
+class WeakKey(InvalidKey):
+    """A key of a supported type that is known to be weak, so no signature by it can be trusted.
+
+    An RSA modulus with the ROCA fingerprint (CVE-2017-15361), an RSA public exponent that is even or
+    outside [65537, 2**256), an Ed25519 point of small order or in a non-canonical encoding.
+    """
 
 
 class TrustStoreError(JWTTrustError):

@@ -18,13 +18,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jwt_trust.algorithms import ALGORITHMS, normalise_algorithm
 from jwt_trust.errors import TrustStoreError
 
 MAX_CONFIGMAP_BYTES = 1024 * 1024
 TRUST_FILE = "trust.json"
 JWKS_FILE = "jwks.json"
 FORMAT_VERSION = 1
-DEFAULT_ALGORITHMS: tuple[str, ...] = ("EdDSA", "ES256", "ES384", "PS256", "RS256")
+# Every algorithm we verify, under its canonical name: each key is bound to the algorithms its type fits.
+DEFAULT_ALGORITHMS: tuple[str, ...] = tuple(
+    sorted((name for name in ALGORITHMS if normalise_algorithm(name) == name), key=str.lower)
+)
 
 
 @dataclass(frozen=True)

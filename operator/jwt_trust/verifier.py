@@ -1,10 +1,16 @@
-"""Strict offline JWT verification against a trust store (DESIGN §5, issue 2 "Verification semantics").
+"""Strict offline JWT verification against a trust store (docs/architecture.md, "Verification").
 
 A :class:`TrustStore` holds the public keys of one or more issuers, each key bound to the issuer that
 owns it, plus the policy (audiences, algorithm allow-list, ``typ``, required claims, leeway, revoked
 kids and jtis). :meth:`TrustStore.verify` accepts only compact JWS tokens that pass every rule and
 returns their claims; every rejection is a distinct subclass of :class:`~jwt_trust.errors.InvalidToken`
 whose message never contains the token or any key.
+
+Keys are bound to their issuer: a revoked kid is revoked for its own issuer only, and a kid that names
+two different keys in one issuer's set is ambiguous: neither key is used, and a token naming that kid is
+refused with :class:`~jwt_trust.errors.AmbiguousKey`. A kid shared by two issuers is legal (each key
+verifies only its own issuer's tokens). Keys that cannot be used (refused as invalid or weak) and
+ambiguous kids are listed in :attr:`TrustStore.warnings`.
 
 Speed: public keys are parsed once at load, each bound to a ready signature check per algorithm it
 fits, and a header segment is checked once per loaded trust (tokens of one key share it), so a fresh
@@ -35,6 +41,7 @@ from typing import Any, NamedTuple
 from jwt_trust import _hotpath, _mounted
 from jwt_trust.algorithms import ALGORITHMS
 from jwt_trust.errors import (
+    AmbiguousKey,
     DisallowedAlgorithm,
     InvalidIssuer,
     InvalidKey,
@@ -47,7 +54,7 @@ from jwt_trust.errors import (
     UnknownKey,
     UnsupportedToken,
 )
-from jwt_trust.keys import public_key_from_jwk
+from jwt_trust.keys import ambiguous_kids, public_key_from_jwk
 from jwt_trust.projection import (
     DEFAULT_ALGORITHMS,
     MAX_CONFIGMAP_BYTES,
@@ -101,12 +108,14 @@ class _State:
     generation: int
     by_kid: dict[str, tuple[_Key, ...]]
     by_alg: dict[str, tuple[_Key, ...]]
-    revoked_kids: frozenset[str]
+    ambiguous_kids: frozenset[str]  # kids that name two different keys of one issuer (none is loaded)
+    any_revoked: bool  # whether any issuer revokes a kid (each key checks its own issuer's list)
     algorithms: frozenset[str]
     audiences: tuple[str, ...]
     typ: str | None  # normalised media type
     required_claims: tuple[str, ...]
     leeway: float
+    warnings: tuple[str, ...]  # keys that were not loaded, and why
     # Header segment -> its checked header. Tokens of one key share one header segment, so this
     # turns per-token header work into a dict lookup. Bounded; it lives and dies with the state, so a
     # reload can never serve a key selection made under the old trust.
@@ -122,8 +131,8 @@ def _next_generation() -> int:
         return next(_generations)
 
 
-def _load_key(jwk: Any, owner: _Issuer) -> _Key | None:
-    """Parse one JWK; return None for a key we cannot or may not use for verification."""
+def _load_key(jwk: Any, owner: _Issuer) -> _Key | str | None:
+    """Parse one JWK; None for a key not meant for verification, a reason for a key we refuse."""
     if not isinstance(jwk, dict):
         return None
     if jwk.get("use", "sig") != "sig":
@@ -139,16 +148,37 @@ def _load_key(jwk: Any, owner: _Issuer) -> _Key | None:
         return None
     try:
         public_key = public_key_from_jwk(jwk)
-    except (InvalidKey, ValueError, TypeError, KeyError):
-        return None
+    except InvalidKey as error:
+        return str(error)  # messages of InvalidKey never carry key material
+    except (ValueError, TypeError, KeyError):
+        return "not a usable public key"
     checks = {}
     for name, algorithm in ALGORITHMS.items():
         check = algorithm.verifier(public_key) if key_alg is None or key_alg == name else None
         if check is not None:
             checks[name] = check
     if not checks:
-        return None
+        return f"the key does not fit algorithm {key_alg}" if key_alg else "the key fits no algorithm"
     return _Key(kid=kid, public_key=public_key, algs=frozenset(checks), owner=owner, checks=checks)
+
+
+def _issuer_keys(owner: _Issuer, jwks: Iterable[Any], warnings: list[str]) -> tuple[list[_Key], set[str]]:
+    """The usable keys of one issuer and the kids it made ambiguous (whose keys are left out)."""
+    loaded: list[_Key] = []
+    for index, jwk in enumerate(jwks):
+        key = _load_key(jwk, owner)
+        if isinstance(key, str):
+            kid = jwk.get("kid") if isinstance(jwk, dict) else None
+            named = f"kid {kid[:64]!r}" if isinstance(kid, str) else f"key #{index}"
+            warnings.append(f"issuer {owner.ref}: {named} refused: {key}")
+        elif key is not None:
+            loaded.append(key)
+    ambiguous = ambiguous_kids((key.kid, key.public_key) for key in loaded)
+    for kid, count in sorted(ambiguous.items()):
+        warnings.append(
+            f"issuer {owner.ref}: kid {kid[:64]!r} names {count} different keys; none of them is used"
+        )
+    return [key for key in loaded if key.kid not in ambiguous], set(ambiguous)
 
 
 def _build_state(
@@ -162,13 +192,16 @@ def _build_state(
 ) -> _State:
     by_kid: dict[str, list[_Key]] = {}
     by_alg: dict[str, list[_Key]] = {}
-    revoked: set[str] = set()
+    ambiguous: set[str] = set()
+    any_revoked = False
+    warnings: list[str] = []
     for owner, jwks in issuers:
-        revoked.update(owner.revoked_kids)
-        for jwk in jwks:
-            key = _load_key(jwk, owner)
-            if key is None:
-                continue
+        any_revoked = any_revoked or bool(owner.revoked_kids)
+        # Ambiguity is decided per issuer: a kid shared by two issuers is legal, since each key only
+        # verifies tokens whose iss is its own issuer's.
+        keys, unusable = _issuer_keys(owner, jwks, warnings)
+        ambiguous |= unusable
+        for key in keys:
             if key.kid is not None:
                 by_kid.setdefault(key.kid, []).append(key)
             for alg in key.algs:
@@ -178,12 +211,14 @@ def _build_state(
         generation=_next_generation(),
         by_kid={kid: tuple(keys) for kid, keys in by_kid.items()},
         by_alg={alg: tuple(keys) for alg, keys in by_alg.items()},
-        revoked_kids=frozenset(revoked),
+        ambiguous_kids=frozenset(ambiguous),
+        any_revoked=any_revoked,
         algorithms=allowed,
         audiences=tuple(audiences),
         typ=_media_type(typ) if typ is not None else None,
         required_claims=tuple(required_claims),
         leeway=float(leeway_seconds),
+        warnings=tuple(warnings),
     )
 
 
@@ -296,6 +331,11 @@ class TrustStore:
         return store
 
     # --- reloading ---
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Why keys of the loaded trust are not used: refused (invalid or weak) keys, ambiguous kids."""
+        return self._state.warnings
 
     @property
     def generation(self) -> int:
@@ -454,13 +494,16 @@ class TrustStore:
                 verified = _new_verified(
                     _hotpath.check_compact(token, state.headers, _check_header, state, claims)
                 )
-        # On the keys that actually verified: without a kid, a revoked key elsewhere in the set must
-        # not block tokens of the others. (For a cached token the lists cannot have changed, a reload
-        # empties the cache, but the rule is kept in this one place.)
-        if state.revoked_kids:
-            for key in verified.candidates:
-                if key.kid is not None and key.kid in state.revoked_kids:
-                    raise RevokedKey("the token was signed by a revoked key")
+        # On the keys that actually verified, each against its own issuer's list: without a kid, a
+        # revoked key elsewhere in the set must not block tokens of the others, and a kid revoked by
+        # one issuer says nothing about another issuer's key of the same kid. (For a cached token the
+        # lists cannot have changed, a reload empties the cache, but the rule is kept in this one place.)
+        if state.any_revoked:
+            live = tuple(key for key in verified.candidates if key.kid not in key.owner.revoked_kids)
+            if not live:
+                raise RevokedKey("the token was signed by a revoked key")
+            if len(live) != len(verified.candidates):
+                verified = verified._replace(candidates=live)
         if fresh and use_cache:
             with self._cache_lock:
                 self._cache[token, state.generation] = verified
@@ -505,6 +548,8 @@ def _check_header(header_b64: bytes, state: _State) -> _Header:
         kid = header["kid"]
         keys = state.by_kid.get(kid) if isinstance(kid, str) else None
         if not keys:
+            if isinstance(kid, str) and kid in state.ambiguous_kids:
+                raise AmbiguousKey("the token's kid names more than one key of an issuer")
             raise UnknownKey("no trusted key has the token's kid")
         usable = tuple(key for key in keys if alg in key.algs)
         if not usable:

@@ -9,7 +9,7 @@ exception class with the same message. Three more properties: the reference only
 UndefinedBehaviorSanitizer build of the C code, no memory error or undefined behaviour happens.
 A broken property raises ``AssertionError`` describing both outcomes; libFuzzer keeps the input.
 
-The first byte of an input picks one of five modes (the rest is the mode's argument):
+The first byte of an input picks one of six modes (the rest is the mode's argument):
 
 0. ``split_token`` on raw bytes;
 1. ``parse_object`` on raw bytes (part ``"payload"``);
@@ -20,7 +20,11 @@ The first byte of an input picks one of five modes (the rest is the mode's argum
    the signature optionally built close to the order so that the range checks are exercised;
 4. ``check_claims`` on a claims object parsed by the reference (when it parses), some claims replaced
    by values JSON rarely yields (huge ints, ``1e308``, ``-0.0``, bools, lists with non-strings,
-   ``None``), with ``now``, ``leeway``, the audiences and the required names picked by input bytes.
+   ``None``), with ``now``, ``leeway``, the audiences and the required names picked by input bytes;
+5. ``check_signature`` bound as the verifier binds it, for every algorithm of the table (EdDSA, ES256,
+   ES384, ES512, PS256 to PS512, RS256 to RS512): the fuzzed bytes as the signature, or a genuine
+   signature with the fuzzed bytes XORed into it, truncated or extended, so that both the length and
+   range checks and the backend's verify are reached.
 
 Which C build is compared: ``jwt_trust._speedups`` as installed, or, when ``JWT_TRUST_SPEEDUPS_SO``
 names a shared object, that file loaded as ``jwt_trust._speedups`` (how ``tools/fuzz-c.sh`` injects
@@ -64,7 +68,7 @@ def _load_speedups() -> ModuleType:
     except ImportError as exc:
         raise SystemExit(
             "fuzz_hotpath: jwt_trust._speedups is not built (needs a C compiler at install time: "
-            f"pip install -e /work/main): {exc}"
+            f"pip install -e .): {exc}"
         ) from None
 
 
@@ -73,7 +77,8 @@ with atheris.instrument_imports(include=["jwt_trust"]):
 
     speedups = _load_speedups()
     from jwt_trust import _hotpath
-    from jwt_trust.algorithms import EC_CURVES
+    from jwt_trust.algorithms import ALGORITHMS, EC_CURVES
+    from jwt_trust.keys import generate_private_key
 
 if os.environ.get("JWT_TRUST_SPEEDUPS_SO") and speedups.__file__ != os.environ["JWT_TRUST_SPEEDUPS_SO"]:
     raise SystemExit(f"fuzz_hotpath: loaded {speedups.__file__}, not JWT_TRUST_SPEEDUPS_SO")
@@ -81,12 +86,19 @@ print(f"fuzz_hotpath: C twin {speedups.__file__}", file=sys.stderr)
 print(f"fuzz_hotpath: reference {_hotpath.__file__}", file=sys.stderr)
 
 NOW = 1_800_000_000
-# Not in EC_CURVES, but its 66-byte halves give DER's long length form (a different code path).
-P521_ORDER = int(
-    "01FF" + "FFFFFFFF" * 7 + "FFFFFFFA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409", 16
-)
+# P-521's 66-byte halves give DER's long length form (a different code path).
 ORDERS: list[bytes] = [curve.order.to_bytes(curve.coordinate_size, "big") for curve in EC_CURVES.values()]
-ORDERS.append(P521_ORDER.to_bytes(66, "big"))
+
+# Mode 5: one key per algorithm family (the RSA key serves the six RSA algorithms), the signature
+# check bound as the verifier binds it, and a genuine signature of SIGNED to mutate.
+SIGNED = b"eyJhbGciOiJFUzUxMiJ9.eyJzdWIiOiJzIn0"
+_RSA = generate_private_key("RS256", rsa_bits=2048)
+SIGNATURE_CASES: list[tuple[str, tuple[Any, ...], bytes]] = []
+for _alg, _algorithm in ALGORITHMS.items():
+    _key = _RSA if _algorithm.kty == "RSA" else generate_private_key(_alg)
+    _check = _algorithm.verifier(_key.public_key())
+    assert _check is not None
+    SIGNATURE_CASES.append((_alg, _check.args, _algorithm.sign(_key, SIGNED)))
 
 TEMPLATE = {
     "iss": "https://a.example",
@@ -247,11 +259,29 @@ def _check_claims(data: bytes) -> None:
     _compare("check_claims", args, reference_may_fail=bad_time)
 
 
+def _check_signature(data: bytes) -> None:
+    control, body = data[:2].ljust(2, b"\x00"), data[2:]
+    _alg, bound, genuine = SIGNATURE_CASES[control[0] % len(SIGNATURE_CASES)]
+    if control[1] & 0x01:
+        signature = body
+    else:
+        # The genuine signature with the body XORed in from an offset, then cut or extended.
+        offset = control[1] >> 1 & 0x3F
+        mutated = bytearray(genuine)
+        for index, byte in enumerate(body[:8]):
+            if offset + index < len(mutated):
+                mutated[offset + index] ^= byte
+        signature = (
+            bytes(mutated) + body[8:] if control[1] & 0x80 else bytes(mutated)[: len(genuine) - len(body[8:])]
+        )
+    _compare("check_signature", (*bound, signature, SIGNED))
+
+
 def test_one_input(data: bytes) -> None:
     """One input: the first byte picks the mode, the rest is its argument."""
     if not data:
         return
-    mode, rest = data[0] % 5, data[1:]
+    mode, rest = data[0] % 6, data[1:]
     if mode == 0:
         _compare("split_token", (rest,))
     elif mode == 1:
@@ -261,8 +291,10 @@ def test_one_input(data: bytes) -> None:
     elif mode == 3:
         order = ORDERS[rest[0] % len(ORDERS)] if rest else ORDERS[0]
         _compare("ecdsa_der", (_signature(rest[1:], len(order), order), order))
-    else:
+    elif mode == 4:
         _check_claims(rest)
+    else:
+        _check_signature(rest)
 
 
 def write_seeds(directory: Path) -> None:
@@ -293,6 +325,9 @@ def write_seeds(directory: Path) -> None:
         "claims": b"\x04" + b"\x00\x01\x01\x01\x00\x00\x00\x00" + claims,
         "claims-special": b"\x04" + b"\x02\x02\x02\x02\x01\x18\x04\x0f" + claims,
     }
+    for index, (alg, _bound, genuine) in enumerate(SIGNATURE_CASES):
+        seeds[f"signature-{alg}"] = b"\x05" + bytes((index, 0)) + bytes(8)  # the genuine signature
+        seeds[f"signature-{alg}-raw"] = b"\x05" + bytes((index, 1)) + genuine
     for name, content in seeds.items():
         (directory / f"seed-{name}").write_bytes(content)
 

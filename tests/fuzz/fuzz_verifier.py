@@ -1,4 +1,4 @@
-"""Coverage-guided fuzz target (atheris / libFuzzer) for the offline verifier, issue 7 item 1.
+"""Coverage-guided fuzz target (atheris / libFuzzer) for the offline verifier.
 
 Why: the verifier parses attacker-controlled bytes on every request. The property checked here is the
 verifier's contract: whatever the input, it ends in a typed rejection (an ``InvalidToken`` subclass for
@@ -42,19 +42,26 @@ ISS_A = "https://a.example"
 ISS_B = "https://b.example"
 
 KEYS: list[tuple[str, Any, dict[str, str]]] = []
-for _alg in ("ES256", "EdDSA", "RS256"):
+for _alg in ("ES256", "EdDSA", "RS256", "ES512"):
     _private = generate_private_key(_alg, rsa_bits=2048)
     KEYS.append((_alg, _private, public_jwk(_private.public_key(), _alg)))
+# The RS256 key again for PS384, under the same kid (one key, not an ambiguous kid).
+KEYS.append(("PS384", KEYS[2][1], public_jwk(KEYS[2][1].public_key(), "PS384")))
 
 STORE = TrustStore.from_trust(
     PolicyTrust(
         policy="fuzz",
         issuers=(
-            IssuerTrust(ref="ns/a", issuer=ISS_A, keys=(KEYS[0][2], KEYS[1][2]), revoked_jtis=(("j", NOW),)),
-            IssuerTrust(ref="ns/b", issuer=ISS_B, keys=(KEYS[2][2],), revoked_kids=("nope",)),
+            IssuerTrust(
+                ref="ns/a",
+                issuer=ISS_A,
+                keys=(KEYS[0][2], KEYS[1][2], KEYS[3][2]),
+                revoked_jtis=(("j", NOW),),
+            ),
+            IssuerTrust(ref="ns/b", issuer=ISS_B, keys=(KEYS[2][2], KEYS[4][2]), revoked_kids=("nope",)),
         ),
         audiences=("api",),
-        algorithms=("ES256", "EdDSA", "RS256", "Ed25519"),
+        algorithms=("ES256", "ES512", "EdDSA", "RS256", "PS384", "Ed25519"),
         required_claims=("sub",),
     )
 )

@@ -2,7 +2,8 @@
 
 Why it exists: the point of publishing plain JWKS files is that any service, in any language, can
 verify our tokens offline with the JOSE library it already uses. This module proves it for every
-algorithm we support (EdDSA, ES256, ES384, PS256, RS256) and seven libraries: go-jose v4, golang-jwt
+algorithm we support (EdDSA, ES256, ES384, ES512, PS256, PS384, PS512, RS256, RS384, RS512) and seven
+libraries: go-jose v4, golang-jwt
 v5 and jwx v3 (Go), jose (Node.js), PyJWT, jwcrypto and joserfc (Python).
 
 What it guarantees, for each algorithm × library cell (each cell is one test):
@@ -46,6 +47,7 @@ from jwcrypto import jwt as jwcrypto_jwt
 from jwt_trust.errors import InvalidToken
 from jwt_trust.keys import b64url_decode, b64url_encode, generate_private_key, public_jwk
 from jwt_trust.projection import (
+    DEFAULT_ALGORITHMS,
     JWKS_FILE,
     IssuerTrust,
     PolicyTrust,
@@ -56,13 +58,13 @@ from jwt_trust.rotation import KeyRecord
 from jwt_trust.signer import Signer, render_secret_data
 from jwt_trust.verifier import TrustStore
 
-ALGORITHMS = ("EdDSA", "ES256", "ES384", "PS256", "RS256")
+ALGORITHMS = DEFAULT_ALGORITHMS  # every algorithm we verify, under its canonical name
 GO_LIBRARIES = ("go-jose", "golang-jwt", "jwx")
 NODE_LIBRARIES = ("jose (node)",)
 PYTHON_LIBRARIES = ("PyJWT", "jwcrypto", "joserfc")
 LIBRARIES = GO_LIBRARIES + NODE_LIBRARIES + PYTHON_LIBRARIES
 # Libraries that cannot handle an algorithm: the cell is "n/a" with the reason, and the test asserts
-# that the library really does refuse it. Every library pinned today supports all five algorithms.
+# that the library really does refuse it. Every library pinned today supports all ten algorithms.
 UNSUPPORTED: dict[tuple[str, str], str] = {}
 
 FORWARD = "our tokens + projected JWKS -> verified by (every case as expected)"
@@ -80,10 +82,8 @@ HELPER_TIMEOUT_SECONDS = 120
 TAMPERED_ERRORS = "signature|verif|cryptographic|missing key"
 KTY: dict[str, Literal["OKP", "EC", "RSA"]] = {
     "EdDSA": "OKP",
-    "ES256": "EC",
-    "ES384": "EC",
-    "PS256": "RSA",
-    "RS256": "RSA",
+    **dict.fromkeys(("ES256", "ES384", "ES512"), "EC"),
+    **dict.fromkeys(("PS256", "PS384", "PS512", "RS256", "RS384", "RS512"), "RSA"),
 }
 
 

@@ -2,8 +2,8 @@
 
 Each test builds the hostile token byte by byte, so it shows exactly what an attacker would send, and
 asserts the specific :class:`~jwt_trust.errors.InvalidToken` subclass the verifier must raise: a
-rejection for the wrong reason would hide a rule that no longer runs. The rules themselves are issue 2's
-"Verification semantics"; the list of attacks is issue 7 item 2.
+rejection for the wrong reason would hide a rule that no longer runs. The rules themselves are in
+docs/architecture.md, "Verification rules".
 """
 
 from __future__ import annotations
@@ -36,16 +36,20 @@ pytestmark = pytest.mark.usefixtures("each_hotpath")
 NOW = 1_800_000_000
 ISS_A = "https://a.example"
 ISS_B = "https://b.example"
-ALL_ALGS = ["EdDSA", "Ed25519", "ES256", "ES384", "PS256", "RS256"]
+ALL_ALGS = sorted(ALGORITHMS)
+EC_ALGS = ["ES256", "ES384", "ES512"]
+RSA_ALGS = ["PS256", "PS384", "PS512", "RS256", "RS384", "RS512"]
 
 
 @pytest.fixture(scope="module")
 def keys() -> dict[str, tuple[Any, dict[str, str]]]:
-    """One key per algorithm (RSA is slow to generate: once per module)."""
+    """One key per algorithm (RSA is slow to generate: once per module, shared by the RSA algorithms)."""
     result = {}
-    for alg in ("EdDSA", "ES256", "ES384", "RS256"):
+    for alg in ("EdDSA", *EC_ALGS, "RS256"):
         private = generate_private_key(alg, rsa_bits=2048)
         result[alg] = (private, public_jwk(private.public_key(), alg))
+    for alg in RSA_ALGS:
+        result[alg] = (result["RS256"][0], public_jwk(result["RS256"][0].public_key(), alg))
     return result
 
 
@@ -114,7 +118,7 @@ def _public_forms(private: Any, jwk: dict[str, str]) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("hmac_alg", ["HS256", "HS384", "HS512"])
-@pytest.mark.parametrize("key_alg", ["RS256", "ES256", "EdDSA"])
+@pytest.mark.parametrize("key_alg", ["RS256", "PS512", "ES256", "ES512", "EdDSA"])
 def test_algorithm_confusion_hmac_signed_with_the_public_key_is_rejected(
     keys: dict[str, Any], hmac_alg: str, key_alg: str
 ) -> None:
@@ -145,7 +149,28 @@ def test_algorithm_confusion_an_hmac_key_in_the_jwks_is_never_loaded(keys: dict[
 
 @pytest.mark.parametrize(
     ("header_alg", "key_alg"),
-    [("ES384", "ES256"), ("ES256", "ES384"), ("EdDSA", "ES256"), ("ES256", "EdDSA"), ("PS256", "RS256")],
+    [
+        ("ES384", "ES256"),
+        ("ES256", "ES384"),
+        ("EdDSA", "ES256"),
+        ("ES256", "EdDSA"),
+        ("PS256", "RS256"),
+        # Curve-size confusion: ES512 names P-521 only, and P-521 keys verify nothing else.
+        ("ES512", "ES256"),
+        ("ES512", "ES384"),
+        ("ES256", "ES512"),
+        ("ES384", "ES512"),
+        ("EdDSA", "ES512"),
+        ("ES512", "RS512"),
+        # RS/PS and hash confusion with one RSA key.
+        ("RS256", "PS256"),
+        ("PS384", "RS384"),
+        ("RS512", "PS512"),
+        ("RS384", "RS256"),
+        ("RS256", "RS512"),
+        ("PS512", "PS256"),
+        ("PS256", "PS384"),
+    ],
 )
 def test_algorithm_confusion_between_asymmetric_algorithms_is_rejected(
     keys: dict[str, Any], header_alg: str, key_alg: str
@@ -156,8 +181,8 @@ def test_algorithm_confusion_between_asymmetric_algorithms_is_rejected(
     head = _segment({"alg": header_alg, "kid": jwk["kid"]})
     signing_input = f"{head}.{_segment({'iss': ISS_A, 'exp': NOW + 300})}"
     signature = ALGORITHMS[key_alg].sign(private, signing_input.encode())
-    # A key that names no alg fits both RSA schemes, so there the signature check is what refuses.
-    same_key_type = {header_alg, key_alg} == {"PS256", "RS256"}
+    # A key that names no alg fits every RSA scheme, so there the signature check is what refuses.
+    same_key_type = header_alg in RSA_ALGS and key_alg in RSA_ALGS
     with pytest.raises(errors.InvalidSignature if same_key_type else errors.DisallowedAlgorithm):
         store.verify(f"{signing_input}.{b64url_encode(signature)}", now=NOW)
 
@@ -208,7 +233,7 @@ def _resign(token: str, signature: bytes) -> str:
     return f"{h}.{p}.{b64url_encode(signature)}"
 
 
-@pytest.mark.parametrize("alg", ["ES256", "ES384"])
+@pytest.mark.parametrize("alg", EC_ALGS)
 def test_ecdsa_psychic_signature_r_s_zero_is_rejected(keys: dict[str, Any], alg: str) -> None:
     private, jwk = keys[alg]
     store = _store(jwk)
@@ -220,7 +245,7 @@ def test_ecdsa_psychic_signature_r_s_zero_is_rejected(keys: dict[str, Any], alg:
             store.verify(_resign(token, forged), now=NOW)
 
 
-@pytest.mark.parametrize("alg", ["ES256", "ES384"])
+@pytest.mark.parametrize("alg", EC_ALGS)
 def test_ecdsa_der_encoded_signature_is_rejected(keys: dict[str, Any], alg: str) -> None:
     private, jwk = keys[alg]
     store = _store(jwk)
@@ -237,7 +262,7 @@ def test_ecdsa_der_encoded_signature_is_rejected(keys: dict[str, Any], alg: str)
         store.verify(_resign(token, padded), now=NOW)
 
 
-@pytest.mark.parametrize("alg", ["EdDSA", "ES256", "ES384", "RS256"])
+@pytest.mark.parametrize("alg", ["EdDSA", *EC_ALGS, *RSA_ALGS])
 def test_signature_of_the_wrong_length_is_rejected(keys: dict[str, Any], alg: str) -> None:
     private, jwk = keys[alg]
     store = _store(jwk)
@@ -341,6 +366,39 @@ def test_kid_reused_by_another_issuer_does_not_lend_it_the_first_issuers_identit
     with pytest.raises(errors.InvalidIssuer):
         store.verify(forged, now=NOW)
     assert store.verify(_token(key_a, "ES256", kid=jwk_a["kid"]), now=NOW)["iss"] == ISS_A
+
+
+def test_a_key_injected_under_a_trusted_kid_of_the_same_issuer_makes_the_kid_fail_closed(
+    keys: dict[str, Any],
+) -> None:
+    # Someone who can append to an issuer's set (a compromised provider endpoint, a bad merge) adds
+    # their key under the issuer's kid. Which key a verifier then picks would depend on the order of
+    # the set; ours uses neither, and says why.
+    key_a, jwk_a = keys["ES256"]
+    attacker = generate_private_key("ES256")
+    injected = {**public_jwk(attacker.public_key(), "ES256"), "kid": jwk_a["kid"]}
+    for order in ((jwk_a, injected), (injected, jwk_a)):
+        store = _store(*order)
+        with pytest.raises(errors.AmbiguousKey):
+            store.verify(_token(attacker, "ES256", kid=jwk_a["kid"]), now=NOW)
+        with pytest.raises(errors.AmbiguousKey):
+            store.verify(_token(key_a, "ES256", kid=jwk_a["kid"]), now=NOW)
+        with pytest.raises(errors.UnknownKey):
+            store.verify(_token(attacker, "ES256"), now=NOW)
+
+
+def test_a_small_order_ed25519_key_cannot_be_used_to_forge_tokens(keys: dict[str, Any]) -> None:
+    # With the identity as public key, R = identity and S = 0 is a valid Ed25519 signature of every
+    # message for the backend; the key is refused at load, so the forgery meets no key.
+    identity = b"\x01" + bytes(31)
+    weak = {"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(identity), "kid": "weak", "alg": "EdDSA"}
+    store = _store(weak, keys["EdDSA"][1])
+    for kid in ("weak", None):
+        head = {"alg": "EdDSA", **({"kid": kid} if kid else {})}
+        signing_input = f"{_segment(head)}.{_segment({'iss': ISS_A, 'exp': NOW + 300})}"
+        forged = f"{signing_input}.{b64url_encode(identity + bytes(32))}"
+        with pytest.raises(errors.UnknownKey if kid else errors.InvalidSignature):
+            store.verify(forged, now=NOW)
 
 
 @pytest.mark.parametrize(

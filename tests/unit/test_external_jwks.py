@@ -34,7 +34,7 @@ def _fetch(url: str, ca: str | None, *, timeout: float = 5.0, max_bytes: int = 6
 def test_fetches_a_jwks_over_https_verified_with_the_given_ca_bundle() -> None:
     with serve_https({"/jwks": Route(body=JWKS)}) as server:
         body = _fetch(f"{server.base_url}/jwks", server.ca_pem)
-    assert parse_external_jwks(body)[0]["kid"]
+    assert parse_external_jwks(body).keys[0]["kid"]
 
 
 def test_refuses_a_server_whose_certificate_the_bundle_does_not_trust() -> None:

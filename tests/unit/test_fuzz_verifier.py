@@ -1,4 +1,4 @@
-"""Bounded, deterministic fuzzing of the verifier and the trust loaders (issue 7 item 1, the CI part).
+"""Bounded, deterministic fuzzing of the verifier and the trust loaders (the CI part of the fuzzing).
 
 The property is the verifier's contract: every input ends in a typed rejection or a valid result, and
 nothing else escapes — tokens raise only :class:`~jwt_trust.errors.InvalidToken` subclasses, JWK Sets
@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jwt_trust import errors
+from jwt_trust import _hotpath, errors
 from jwt_trust.algorithms import ALGORITHMS
 from jwt_trust.keys import b64url_encode, generate_private_key, public_jwk, public_key_from_jwk
 from jwt_trust.projection import IssuerTrust, PolicyTrust, parse_trust_files, render_configmap_data
@@ -36,22 +36,39 @@ ISS_B = "https://b.example"
 
 # Module-level so that Hypothesis examples share them (key generation would dominate the run time).
 KEYS: dict[str, tuple[Any, dict[str, str]]] = {}
-for _alg in ("ES256", "EdDSA", "RS256"):
+for _alg in ("ES256", "ES512", "EdDSA", "RS256"):
     _private = generate_private_key(_alg, rsa_bits=2048)
     KEYS[_alg] = (_private, public_jwk(_private.public_key(), _alg))
+# The RS256 key published a second time for PS384, under the same kid: one key, not an ambiguous kid.
+KEYS["PS384"] = (KEYS["RS256"][0], public_jwk(KEYS["RS256"][0].public_key(), "PS384"))
 TRUST = PolicyTrust(
     policy="fuzz",
     issuers=(
         IssuerTrust(
-            ref="ns/a", issuer=ISS_A, keys=(KEYS["ES256"][1], KEYS["EdDSA"][1]), revoked_jtis=(("j", NOW),)
+            ref="ns/a",
+            issuer=ISS_A,
+            keys=(KEYS["ES256"][1], KEYS["EdDSA"][1], KEYS["ES512"][1]),
+            revoked_jtis=(("j", NOW),),
         ),
-        IssuerTrust(ref="ns/b", issuer=ISS_B, keys=(KEYS["RS256"][1],)),
+        IssuerTrust(ref="ns/b", issuer=ISS_B, keys=(KEYS["RS256"][1], KEYS["PS384"][1])),
     ),
     audiences=("api",),
-    algorithms=("ES256", "EdDSA", "RS256"),
+    algorithms=("ES256", "ES512", "EdDSA", "RS256", "PS384"),
     required_claims=("sub",),
 )
-STORE = TrustStore.from_trust(TRUST)
+
+
+def policy_store() -> TrustStore:
+    """A new store of TRUST, built under the hot-path implementation in use now.
+
+    Why not one store for the module: a key binds its signature check (jwt_trust._hotpath's
+    check_signature) when it is loaded, and the store caches verified tokens, so a store built at
+    import would check every signature with whichever implementation was loaded then, and answer the
+    second implementation's run from the first one's cache. each_hotpath picks the implementation per
+    test; a store per call makes each example exercise it from the split to the signature.
+    """
+    return TrustStore.from_trust(TRUST)
+
 
 FUZZ = settings(
     derandomize=True,
@@ -77,7 +94,9 @@ kids = st.sampled_from([jwk["kid"] for _k, jwk in KEYS.values()]) | st.text(max_
 header_members = st.fixed_dictionaries(
     {},
     optional={
-        "alg": st.sampled_from(["ES256", "EdDSA", "RS256", "PS256", "Ed25519", "none", "HS256", "es256"])
+        "alg": st.sampled_from(
+            ["ES256", "ES512", "EdDSA", "RS256", "PS256", "PS384", "Ed25519", "none", "HS256", "es256"]
+        )
         | json_values,
         "kid": kids,
         "typ": st.sampled_from(["JWT", "at+jwt", "application/jwt"]) | json_values,
@@ -102,8 +121,9 @@ claim_members = st.fixed_dictionaries(
 )
 
 
-def _assert_typed_outcome(token: str | bytes, store: TrustStore = STORE) -> dict[str, Any] | None:
+def _assert_typed_outcome(token: str | bytes, store: TrustStore | None = None) -> dict[str, Any] | None:
     """Verify in both modes; return the claims if accepted. Any non-InvalidToken error fails the test."""
+    store = store or policy_store()
     with contextlib.suppress(errors.InvalidToken):
         store.verify_signature(token)
     try:
@@ -160,9 +180,12 @@ jwk_values = st.fixed_dictionaries(
     {},
     optional={
         "kty": st.sampled_from(["EC", "OKP", "RSA", "oct"]) | json_values,
-        "crv": st.sampled_from(["P-256", "P-384", "Ed25519", "X25519"]) | json_values,
-        "x": st.sampled_from([KEYS["ES256"][1]["x"], KEYS["EdDSA"][1]["x"], "AA", ""]) | json_values,
-        "y": st.sampled_from([KEYS["ES256"][1]["y"], "AA"]) | json_values,
+        "crv": st.sampled_from(["P-256", "P-384", "P-521", "Ed25519", "X25519"]) | json_values,
+        "x": st.sampled_from(
+            [KEYS["ES256"][1]["x"], KEYS["ES512"][1]["x"], KEYS["EdDSA"][1]["x"], "AQ", "AA", ""]
+        )
+        | json_values,
+        "y": st.sampled_from([KEYS["ES256"][1]["y"], KEYS["ES512"][1]["y"], "AA"]) | json_values,
         "n": st.sampled_from([KEYS["RS256"][1]["n"], "AQAB"]) | json_values,
         "e": st.sampled_from(["AQAB", "AA", "Aw"]) | json_values,
         "alg": st.sampled_from(sorted(ALGORITHMS)) | json_values,
@@ -254,11 +277,31 @@ def test_a_trust_directory_whose_jwk_kid_is_not_a_string_is_a_trust_store_error_
 
 
 def test_signature_only_mode_accepts_a_payload_that_is_not_json() -> None:
-    # Issue 2: the signature-only mode verifies "a JWS whose payload is arbitrary bytes"; the claims
+    # The signature-only mode verifies "a JWS whose payload is arbitrary bytes"; the claims
     # were parsed for it as well, so a non-JSON payload was rejected as malformed.
     _private, jwk = KEYS["EdDSA"]
     header = json.dumps({"alg": "EdDSA", "kid": jwk["kid"]}).encode()
     token = _sign("EdDSA", header, b"\x00\xffnot json")
-    assert STORE.verify_signature(token) == ({"alg": "EdDSA", "kid": jwk["kid"]}, b"\x00\xffnot json")
+    store = policy_store()
+    assert store.verify_signature(token) == ({"alg": "EdDSA", "kid": jwk["kid"]}, b"\x00\xffnot json")
     with pytest.raises(errors.MalformedToken):  # served from the cache entry verify_signature left
-        STORE.verify(token, now=NOW)
+        store.verify(token, now=NOW)
+
+
+def test_each_implementation_checks_the_signatures_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Regression: the store used to be built at import, so under the "python" variant every signature
+    # was still checked by the C twin, and repeated tokens came from the C run's cache.
+    calls: list[bytes] = []
+    in_use = _hotpath.check_signature  # the implementation each_hotpath selected for this run
+
+    def counting(*args: Any) -> bool:
+        calls.append(args[-2])
+        return bool(in_use(*args))
+
+    monkeypatch.setattr(_hotpath, "check_signature", counting)
+    claims = {"iss": ISS_A, "sub": "s", "aud": "api", "exp": NOW + 60}
+    for alg in ("ES256", "ES512", "EdDSA"):
+        header = json.dumps({"alg": alg, "kid": KEYS[alg][1]["kid"]}).encode()
+        token = _sign(alg, header, json.dumps(claims).encode())
+        assert _assert_typed_outcome(token) == claims
+    assert len(calls) == 3

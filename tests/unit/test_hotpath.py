@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import vectors
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -342,7 +343,7 @@ def _edge_signatures(order: bytes) -> list[bytes]:
     ]
 
 
-@pytest.mark.parametrize("order", ORDERS, ids=["P-256", "P-384"])
+@pytest.mark.parametrize("order", ORDERS, ids=list(EC_CURVES))
 def test_ecdsa_der_agrees_and_matches_cryptographys_encoder_on_edge_values(order: bytes) -> None:
     n = int.from_bytes(order, "big")
     size = len(order)
@@ -371,7 +372,13 @@ def test_ecdsa_der_agrees_on_random_signatures(order: bytes, data: st.DataObject
 
 # --- check_signature ------------------------------------------------------------------------------
 
-SIGNING_KEYS = {alg: generate_private_key(alg) for alg in ("EdDSA", "ES256", "ES384", "RS256", "PS256")}
+# Every algorithm (Ed25519 is EdDSA's alias); one 2048-bit RSA key for the six RSA algorithms.
+_RSA_KEY = generate_private_key("RS256", rsa_bits=2048)
+SIGNING_KEYS = {
+    alg: _RSA_KEY if ALGORITHMS[alg].kty == "RSA" else generate_private_key(alg)
+    for alg in ALGORITHMS
+    if alg != "Ed25519"
+}
 
 
 def _bound_checks(alg: str) -> tuple[Any, Any]:
@@ -414,6 +421,17 @@ def test_check_signature_agrees_and_accepts_only_genuine_signatures(
     expected = reference(signature, signed)
     assert twin(signature, signed) is expected
     assert expected is (tamper == "none" or (tamper == "der" and not alg.startswith("ES")))
+
+
+@pytest.mark.parametrize("alg", vectors.CANONICAL)
+def test_check_signature_agrees_on_the_wycheproof_style_vectors(alg: str) -> None:
+    data = b"eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSJ9"
+    check = ALGORITHMS[alg].verifier(vectors.private_key(alg).public_key())
+    assert isinstance(check, functools.partial)
+    twin = functools.partial(speedups.check_signature, *check.args)
+    reference = functools.partial(_hotpath.py_check_signature, *check.args)
+    for vector in vectors.signature_vectors(alg, data):
+        assert twin(vector.signature, data) is reference(vector.signature, data) is vector.valid, vector.name
 
 
 # --- check_compact --------------------------------------------------------------------------------

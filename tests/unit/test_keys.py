@@ -237,8 +237,9 @@ def test_ec_coordinate_with_wrong_length_is_refused() -> None:
 
 
 def test_ec_key_on_an_unsupported_curve_is_refused() -> None:
-    with pytest.raises(InvalidKey, match="crv"):
-        public_key_from_jwk({**ec_jwk("P-256"), "crv": "P-521"})
+    for crv in ("P-192", "P-224", "secp256k1", "p-256"):
+        with pytest.raises(InvalidKey, match="crv"):
+            public_key_from_jwk({**ec_jwk("P-256"), "crv": crv})
 
 
 def test_x25519_okp_key_is_refused() -> None:
@@ -339,8 +340,9 @@ def test_non_canonical_base64url_is_refused(text: str) -> None:
 def test_ed25519_is_normalised_to_eddsa_and_unknown_names_are_refused() -> None:
     assert normalise_algorithm("Ed25519") == "EdDSA"
     assert normalise_algorithm("ES384") == "ES384"
+    assert normalise_algorithm("ES512") == "ES512"
     assert ALGORITHMS["Ed25519"].name == "Ed25519"
-    for bad in ("none", "HS256", "es256", "ES512"):
+    for bad in ("none", "HS256", "es256", "ES521", "ES256K", "Ed448", "RSA-OAEP"):
         with pytest.raises(ValueError, match="unsupported"):
             normalise_algorithm(bad)
 

@@ -62,9 +62,7 @@ def test_memory_is_bounded_and_the_oldest_entries_go_first() -> None:
     assert events.record("uid0", "R", "m", 11.0) == 1
 
 
-@given(
-    gaps=st.lists(st.floats(min_value=0.0, max_value=2 * HOUR, allow_nan=False), min_size=1, max_size=200)
-)
+@given(gaps=st.lists(st.floats(min_value=0.0, max_value=2 * HOUR, allow_nan=False), min_size=1, max_size=200))
 def test_at_most_one_event_per_ttl_and_every_occurrence_counted(gaps: list[float]) -> None:
     events = EventRecorder(ttl=HOUR)
     now, posts = 0.0, []

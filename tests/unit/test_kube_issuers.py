@@ -14,15 +14,17 @@ import dataclasses
 import json
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jwt_trust.keys import generate_private_key, public_jwk, thumbprint
+from jwt_trust.keys import b64url_encode, generate_private_key, public_jwk, thumbprint
 from jwt_trust.kube.issuers import (
     MAX_EXTERNAL_KEYS,
+    ExternalJWKS,
     IssuerSpec,
     SpecError,
     Step,
@@ -897,28 +899,29 @@ RSA_JWK = jwk_for("RS256")
 
 
 def test_valid_external_set_of_each_key_type_is_accepted_as_is() -> None:
-    keys = parse_external_jwks({"keys": [EC_JWK, RSA_JWK, OKP_JWK]})
-    assert keys == [EC_JWK, RSA_JWK, OKP_JWK]
+    mirrored = parse_external_jwks({"keys": [EC_JWK, RSA_JWK, OKP_JWK]})
+    assert mirrored.keys == (EC_JWK, RSA_JWK, OKP_JWK)
+    assert mirrored.warnings == ()
 
 
 def test_external_key_without_kid_gets_its_thumbprint() -> None:
     bare = {k: v for k, v in EC_JWK.items() if k not in ("kid", "alg", "use")}
-    (key,) = parse_external_jwks({"keys": [bare]})
+    (key,) = parse_external_jwks({"keys": [bare]}).keys
     assert key["kid"] == thumbprint(bare) == EC_JWK["kid"]
 
 
 def test_external_key_keeps_its_own_kid() -> None:
-    (key,) = parse_external_jwks({"keys": [{**OKP_JWK, "kid": "provider-1"}]})
+    (key,) = parse_external_jwks({"keys": [{**OKP_JWK, "kid": "provider-1"}]}).keys
     assert key["kid"] == "provider-1"
 
 
 def test_external_set_may_be_raw_json_bytes() -> None:
     raw = json.dumps({"keys": [RSA_JWK]}).encode()
-    assert parse_external_jwks(raw) == [RSA_JWK]
+    assert parse_external_jwks(raw).keys == (RSA_JWK,)
 
 
 def test_non_string_members_are_left_out_of_published_keys() -> None:
-    (key,) = parse_external_jwks({"keys": [{**EC_JWK, "x5c": ["MIIB"], "ext": True}]})
+    (key,) = parse_external_jwks({"keys": [{**EC_JWK, "x5c": ["MIIB"], "ext": True}]}).keys
     assert key == EC_JWK
 
 
@@ -951,7 +954,9 @@ def test_symmetric_keys_are_refused(jwk: dict[str, str]) -> None:
 
 
 def test_encryption_keys_are_skipped() -> None:
-    assert parse_external_jwks({"keys": [{**RSA_JWK, "use": "enc"}, OKP_JWK]}) == [OKP_JWK]
+    assert parse_external_jwks({"keys": [{**RSA_JWK, "use": "enc"}, OKP_JWK]}) == ExternalJWKS(
+        keys=(OKP_JWK,)
+    )
 
 
 def test_set_with_only_encryption_keys_has_no_usable_keys() -> None:
@@ -965,7 +970,7 @@ def test_empty_set_has_no_usable_keys() -> None:
 
 
 def test_too_many_keys_are_refused() -> None:
-    assert len(parse_external_jwks({"keys": [EC_JWK] * MAX_EXTERNAL_KEYS})) == MAX_EXTERNAL_KEYS
+    assert len(parse_external_jwks({"keys": [EC_JWK] * MAX_EXTERNAL_KEYS}).keys) == MAX_EXTERNAL_KEYS
     with pytest.raises(SpecError, match="at most 64"):
         parse_external_jwks({"keys": [EC_JWK] * (MAX_EXTERNAL_KEYS + 1)})
     with pytest.raises(SpecError, match="at most 2"):
@@ -1061,3 +1066,118 @@ def test_winding_down_for_an_external_jwks_strips_private_keys_and_keeps_signed_
     written = load_stored(data)
     assert written is not None
     assert signing_key([r for r in written.records if r.kid in written.private_keys], now + 1) is None
+
+
+# --- parse_external_jwks: every algorithm, and what is skipped rather than refused ------------------
+
+
+@pytest.mark.parametrize("alg", ["ES512", "PS384", "PS512", "RS384", "RS512", "Ed25519"])
+def test_external_keys_of_every_algorithm_are_mirrored(alg: str) -> None:
+    jwk = jwk_for(alg)
+    assert parse_external_jwks({"keys": [jwk, EC_JWK]}) == ExternalJWKS(keys=(jwk, EC_JWK))
+
+
+def _x(raw: bytes) -> str:
+    return b64url_encode(raw)
+
+
+@pytest.mark.parametrize(
+    ("jwk", "reason"),
+    [
+        ({"kty": "EC", "crv": "secp256k1", "x": _x(bytes(32)), "y": _x(bytes(32))}, "crv"),
+        ({"kty": "OKP", "crv": "Ed448", "x": _x(bytes(57))}, "Ed25519"),
+        ({"kty": "OKP", "crv": "X25519", "x": _x(bytes(32))}, "Ed25519"),
+        ({**EC_JWK, "alg": "ES256K"}, "algorithm 'ES256K' is not one we verify"),
+        ({**RSA_JWK, "alg": "RSA-OAEP"}, "algorithm 'RSA-OAEP' is not one we verify"),
+        ({**RSA_JWK, "alg": ["RS256"]}, "algorithm that is not a string"),
+        ({**jwk_for("ES384"), "alg": "ES256"}, "does not fit its algorithm ES256"),
+        ({**RSA_JWK, "alg": "ES512"}, "does not fit its algorithm ES512"),
+        ({**RSA_JWK, "e": "Aw"}, "exponent"),
+        ({"kty": "OKP", "crv": "Ed25519", "x": _x(b"\x01" + bytes(31))}, "small order"),
+        ({"kty": "EC", "crv": "P-521", "x": _x(bytes(66)), "y": _x(bytes(66))}, "not on P-521"),
+    ],
+    ids=[
+        "secp256k1",
+        "ed448",
+        "x25519",
+        "alg-es256k",
+        "alg-rsa-oaep",
+        "alg-not-a-string",
+        "p384-named-es256",
+        "rsa-named-es512",
+        "exponent-3",
+        "ed25519-identity",
+        "off-curve-p521",
+    ],
+)
+def test_a_key_we_cannot_verify_is_skipped_and_reported_not_fatal(jwk: dict[str, Any], reason: str) -> None:
+    mirrored = parse_external_jwks({"keys": [OKP_JWK, {**jwk, "kid": "odd"}, RSA_JWK]})
+    assert mirrored.keys == (OKP_JWK, RSA_JWK)
+    (warning,) = mirrored.warnings
+    assert warning.startswith("JWKS key #1 (kid 'odd') skipped: ")
+    assert reason in warning
+    # Alone, it leaves nothing usable: the set is refused, and the message says why.
+    with pytest.raises(SpecError, match="no usable signature keys") as caught:
+        parse_external_jwks({"keys": [jwk]})
+    assert reason in caught.value.message
+
+
+def test_a_roca_key_in_an_external_set_is_skipped() -> None:
+    import vectors
+
+    roca = public_jwk(vectors.roca_private_key().public_key(), "RS256")
+    mirrored = parse_external_jwks({"keys": [roca, EC_JWK]})
+    assert mirrored.keys == (EC_JWK,)
+    assert "ROCA" in mirrored.warnings[0]
+
+
+def test_a_kid_naming_two_different_keys_is_left_out_and_reported() -> None:
+    first, second = {**EC_JWK, "kid": "same"}, {**OKP_JWK, "kid": "same"}
+    mirrored = parse_external_jwks({"keys": [first, RSA_JWK, second]})
+    assert mirrored.keys == (RSA_JWK,)
+    assert mirrored.warnings == ("JWKS kid 'same' names 2 different keys; none of them is mirrored",)
+    # A key without kid gets its thumbprint; another key claiming that kid makes it ambiguous too.
+    bare = {k: v for k, v in EC_JWK.items() if k != "kid"}
+    impostor = {**OKP_JWK, "kid": EC_JWK["kid"]}
+    assert parse_external_jwks({"keys": [bare, impostor, RSA_JWK]}).keys == (RSA_JWK,)
+    with pytest.raises(SpecError, match="names 2 different keys"):
+        parse_external_jwks({"keys": [first, second]})
+
+
+def test_one_key_published_under_one_kid_for_two_algorithms_is_mirrored() -> None:
+    as_ps = {**RSA_JWK, "alg": "PS256"}
+    assert parse_external_jwks({"keys": [RSA_JWK, as_ps]}) == ExternalJWKS(keys=(RSA_JWK, as_ps))
+
+
+def test_private_or_symmetric_material_still_refuses_the_whole_set_among_skippable_keys() -> None:
+    skippable = {**EC_JWK, "alg": "ES256K"}
+    secrets = ({**RSA_JWK, "d": "c2VjcmV0"}, {"kty": "oct", "alg": "HS256"}, {"kty": "oct", "k": "c2VjcmV0"})
+    for secret in secrets:
+        with pytest.raises(SpecError, match="private or symmetric"):
+            parse_external_jwks({"keys": [skippable, EC_JWK, secret]})
+
+
+def test_the_issuer_crd_offers_exactly_the_generated_algorithms_and_the_policy_crd_every_one() -> None:
+    import yaml
+
+    from jwt_trust.algorithms import ALGORITHMS
+    from jwt_trust.kube.issuers import GENERATED_ALGORITHMS
+
+    root = Path(__file__).resolve().parents[2] / "crds"
+    issuer = yaml.safe_load((root / "issuers.jwt-trust.dev.yaml").read_text())
+    spec = issuer["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert set(spec["properties"]["algorithm"]["enum"]) == {*GENERATED_ALGORITHMS, "Ed25519"}
+    policy = yaml.safe_load((root / "trustpolicies.jwt-trust.dev.yaml").read_text())
+    verification = policy["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    algorithms = verification["properties"]["verification"]["properties"]["algorithms"]
+    assert set(algorithms["items"]["enum"]) == set(ALGORITHMS)
+    assert algorithms["maxItems"] >= len(ALGORITHMS)
+    for alg in GENERATED_ALGORITHMS:
+        assert issuer_spec(algorithm=alg).algorithm == alg
+
+
+def test_an_es512_issuer_generates_a_p521_key() -> None:
+    spec = parse_issuer_spec({"issuer": ISSUER, "algorithm": "ES512"})
+    result = step(T0, spec, None, (), has_targets=False)
+    (jwk,) = result.public_keys.values()
+    assert (jwk["alg"], jwk["crv"]) == ("ES512", "P-521")

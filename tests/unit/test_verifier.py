@@ -32,7 +32,7 @@ pytestmark = pytest.mark.usefixtures("each_hotpath")
 NOW = 1_800_000_000
 ISS_A = "https://a.example"
 ISS_B = "https://b.example"
-ALGS = ["EdDSA", "Ed25519", "ES256", "ES384", "PS256", "RS256"]
+ALGS = sorted(ALGORITHMS)
 
 
 def _generate(alg: str) -> Any:
@@ -45,8 +45,9 @@ def _generate(alg: str) -> Any:
 def keys() -> dict[str, tuple[Any, dict[str, str]]]:
     """One private key and its public JWK per algorithm (RSA is slow to generate: once per module)."""
     result = {}
+    rsa_key = _generate("RS256")  # one RSA key for the six RSA algorithms
     for alg in ALGS:
-        private = _generate(alg)
+        private = rsa_key if ALGORITHMS[alg].kty == "RSA" else _generate(alg)
         result[alg] = (private, public_jwk(private.public_key(), alg))
     return result
 

@@ -595,7 +595,7 @@ async def reconcile_external(
     wake_at: float | None = None
     try:
         if external.inline_jwks is not None:
-            keys = parse_external_jwks(dict(external.inline_jwks))
+            mirrored = parse_external_jwks(dict(external.inline_jwks))
             source = "inline JWKS"
         else:
             assert external.jwks_url is not None
@@ -616,7 +616,7 @@ async def reconcile_external(
                     "JWKSFetchFailed",
                     f"fetching {external.jwks_url} failed: {error}; the last good keys stay published",
                 ) from None
-            keys = parse_external_jwks(raw)
+            mirrored = parse_external_jwks(raw)
             operator.fetched[key] = (now, fingerprint)
             wake_at = now + external.refresh_interval
             source = external.jwks_url
@@ -626,16 +626,23 @@ async def reconcile_external(
         failures = operator.fetch_failures[key] = operator.fetch_failures.get(key, 0) + 1
         return now + min(float(external.refresh_interval), 5.0 * 2.0 ** min(failures, 6))
     operator.fetch_failures.pop(key, None)
-    mirrored = [
+    entries = [
         {
             "kid": jwk["kid"],
             **({"alg": jwk["alg"]} if "alg" in jwk else {}),
             "state": "external",
             "publicKey": jwk,
         }
-        for jwk in keys
+        for jwk in mirrored.keys
     ]
-    message = f"{len(keys)} keys from {source}"
+    message = f"{len(mirrored.keys)} keys from {source}"
+    if mirrored.warnings:
+        # Keys we cannot verify are left out, not the whole set: say which, once per distinct list.
+        skipped = "; ".join(mirrored.warnings)
+        message += f"; skipped: {skipped}"
+        await operator.report(body, "Warning", "JWKSKeysSkipped", skipped[:1024])
+    else:
+        operator.reported.pop((str(meta.get("uid")), "JWKSKeysSkipped"), None)
     winding_down: list[dict[str, Any]] = []
     if records_from_status(status):
         # The Issuer generated keys before it mirrored this provider.
@@ -649,9 +656,9 @@ async def reconcile_external(
     new_status: dict[str, Any] = {
         "observedGeneration": meta.get("generation"),
         "conditions": [_condition(True, "JWKSLoaded", message, meta.get("generation"), status)],
-        "keys": mirrored + winding_down,
+        "keys": entries + winding_down,
     }
-    if mirrored != [k for k in status.get("keys") or () if k.get("state") == "external"]:
+    if entries != [k for k in status.get("keys") or () if k.get("state") == "external"]:
         # Written only when the keys change, so a steady provider costs no writes.
         new_status["jwksUpdatedAt"] = iso(int(now))
         await operator.report(body, "Normal", "JWKSUpdated", message)

@@ -14,9 +14,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from jwt_trust.algorithms import normalise_algorithm
+from jwt_trust.algorithms import ALGORITHMS, normalise_algorithm
 from jwt_trust.errors import InvalidKey, SigningError
-from jwt_trust.keys import PrivateKey, generate_private_key, public_jwk, public_key_from_jwk, thumbprint
+from jwt_trust.keys import (
+    PrivateKey,
+    PublicKey,
+    ambiguous_kids,
+    generate_private_key,
+    public_jwk,
+    public_key_from_jwk,
+    thumbprint,
+)
 from jwt_trust.rotation import (
     KeyRecord,
     OnRevoke,
@@ -31,6 +39,10 @@ from jwt_trust.signer import SigningKeys, render_secret_data
 
 SECRET_SUFFIX = "-signing-keys"  # noqa: S105 (a name, not a password)
 MAX_EXTERNAL_KEYS = 64
+# The algorithms an Issuer generates keys for: spec.algorithm's enum in the CRD (where Ed25519, the RFC
+# 9864 name, is normalised to EdDSA). Every other algorithm of jwt_trust.algorithms is verified (external
+# issuers' keys, trust policies) but not generated: a longer hash does not make an RSA key stronger.
+GENERATED_ALGORITHMS = ("EdDSA", "ES256", "ES384", "ES512", "PS256", "RS256")
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
@@ -100,6 +112,11 @@ def parse_issuer_spec(spec: Mapping[str, Any]) -> IssuerSpec:
         algorithm = normalise_algorithm(str(spec.get("algorithm", "ES256")))
     except ValueError as error:
         raise SpecError("UnsupportedAlgorithm", str(error)) from None
+    if algorithm not in GENERATED_ALGORITHMS:
+        raise SpecError(
+            "UnsupportedAlgorithm",
+            f"keys are generated for {', '.join(GENERATED_ALGORITHMS)} (and Ed25519), not {algorithm}",
+        )
     rsa_bits = spec.get("rsaKeySize", 3072)
     if rsa_bits not in (2048, 3072, 4096) or isinstance(rsa_bits, bool):
         raise SpecError("InvalidKeySize", f"spec.rsaKeySize must be 2048, 3072 or 4096, not {rsa_bits}")
@@ -264,9 +281,7 @@ def step(
         private_keys.pop(kid, None)
         public_keys.pop(kid, None)
         if kid in result.never_signed:
-            events.append(
-                ("Warning", "KeyLost", f"key {kid} has no private key and never signed: withdrawn")
-            )
+            events.append(("Warning", "KeyLost", f"key {kid} has no private key and never signed: withdrawn"))
         elif kid in spec.revoked_kids:
             events.append(("Warning", "KeyRevoked", f"key {kid} withdrawn"))
         else:
@@ -369,13 +384,28 @@ def records_from_status(status: Mapping[str, Any], *, external_at: int | None = 
     return records
 
 
-def parse_external_jwks(
-    raw: bytes | Mapping[str, Any], *, max_keys: int = MAX_EXTERNAL_KEYS
-) -> list[dict[str, str]]:
-    """Validate an external JWK Set: public signature keys only, each importable; kid filled in if absent.
+@dataclass(frozen=True)
+class ExternalJWKS:
+    """An external issuer's key set as the operator mirrors it.
 
-    Raises :class:`SpecError` (reason ``InvalidJWKS``) for anything that is not a usable public JWK Set;
-    a private member anywhere refuses the whole set, since publishing it would leak a private key.
+    ``keys`` are published as they are (string members only, ``kid`` filled in with the RFC 7638
+    thumbprint when absent); ``warnings`` say, one line each, which keys were left out and why.
+    """
+
+    keys: tuple[dict[str, str], ...]
+    warnings: tuple[str, ...] = ()
+
+
+def parse_external_jwks(raw: bytes | Mapping[str, Any], *, max_keys: int = MAX_EXTERNAL_KEYS) -> ExternalJWKS:
+    """Validate an external JWK Set: the public signature keys we can verify, and why the others are not.
+
+    A key we cannot verify (an algorithm, key type or curve we do not support, a key that does not fit
+    its ``alg``, an invalid or known-weak key) is skipped with a warning, so that one odd key does not
+    take the provider's other keys away; so are the keys of a kid that names two different keys
+    (:func:`jwt_trust.keys.ambiguous_kids`, the rule the verifier applies too). Encryption keys are
+    skipped silently. Raises :class:`SpecError` (reason ``InvalidJWKS``) for a document that is not a
+    JWK Set, one with more than ``max_keys`` keys, or none we can use; a private or symmetric member
+    anywhere refuses the whole set, since publishing it would leak a secret.
     """
     try:
         document = json.loads(raw) if isinstance(raw, bytes | bytearray) else raw
@@ -386,26 +416,44 @@ def parse_external_jwks(
         raise SpecError("InvalidJWKS", "JWKS must be an object with a 'keys' array")
     if len(keys) > max_keys:
         raise SpecError("InvalidJWKS", f"JWKS has {len(keys)} keys; at most {max_keys} are accepted")
-    out: list[dict[str, str]] = []
+    accepted: list[tuple[dict[str, str], PublicKey]] = []
+    warnings: list[str] = []
     for index, jwk in enumerate(keys):
         if not isinstance(jwk, Mapping):
             raise SpecError("InvalidJWKS", f"JWKS key #{index} is not an object")
-        if _PRIVATE_MEMBERS & set(jwk):
+        # A secret in a public set means the provider leaks keys: nothing of it is trusted.
+        if _PRIVATE_MEMBERS & set(jwk) or jwk.get("kty") == "oct":
             raise SpecError(
                 "InvalidJWKS", f"JWKS key #{index} contains private or symmetric key material; refused"
             )
         if jwk.get("use", "sig") != "sig":
             continue
+        kid = jwk.get("kid")
+        named = f"JWKS key #{index}" + (f" (kid {kid[:64]!r})" if isinstance(kid, str) else "")
+        alg = jwk.get("alg")
+        if alg is not None and (not isinstance(alg, str) or alg not in ALGORITHMS):
+            shown = repr(alg[:32]) if isinstance(alg, str) else "that is not a string"
+            warnings.append(f"{named} skipped: algorithm {shown} is not one we verify")
+            continue
         try:
-            public_key_from_jwk(jwk)
+            public_key = public_key_from_jwk(jwk)
         except (InvalidKey, ValueError, TypeError, KeyError) as error:
-            raise SpecError("InvalidJWKS", f"JWKS key #{index} is not a usable public key: {error}") from None
+            warnings.append(f"{named} skipped: not a usable public key: {error}")
+            continue
+        if alg is not None and not ALGORITHMS[alg].fits(public_key):
+            warnings.append(f"{named} skipped: the key does not fit its algorithm {alg}")
+            continue
         cleaned = {str(k): str(v) for k, v in jwk.items() if isinstance(v, str)}
         cleaned.setdefault("kid", thumbprint(cleaned))
-        out.append(cleaned)
+        accepted.append((cleaned, public_key))
+    ambiguous = ambiguous_kids((jwk["kid"], public_key) for jwk, public_key in accepted)
+    for kid, count in sorted(ambiguous.items()):
+        warnings.append(f"JWKS kid {kid[:64]!r} names {count} different keys; none of them is mirrored")
+    out = tuple(jwk for jwk, _public_key in accepted if jwk["kid"] not in ambiguous)
     if not out:
-        raise SpecError("InvalidJWKS", "JWKS has no usable signature keys")
-    return out
+        why = f" ({'; '.join(warnings)})" if warnings else ""
+        raise SpecError("InvalidJWKS", f"JWKS has no usable signature keys{why}")
+    return ExternalJWKS(keys=out, warnings=tuple(warnings))
 
 
 def load_stored(data: Mapping[str, bytes] | None) -> SigningKeys | None:

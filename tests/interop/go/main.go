@@ -252,7 +252,7 @@ func publicKeyFromJWK(k jwkJSON) (crypto.PublicKey, error) {
 		}
 		return ed25519.PublicKey(x), nil
 	case "EC":
-		curves := map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384()}
+		curves := map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384(), "P-521": elliptic.P521()}
 		curve, ok := curves[k.Crv]
 		if !ok {
 			return nil, errors.New("unsupported curve")

@@ -1,8 +1,9 @@
 """Rotation without a single verification failure, across an operator crash, and revocation within P.
 
 The product's invariant (docs/architecture.md, rotation timing), checked on the real thing with
-:class:`InvariantMonitor`: signers sign with copies of the Secret and verifiers verify with copies of the ConfigMap up to P old,
-while the operator rotates every 6 seconds and is killed (SIGKILL) and restarted mid-rotation.
+:class:`InvariantMonitor`: signers sign with copies of the Secret and verifiers verify with copies of
+the ConfigMap up to P old, while the operator rotates every 6 seconds and is killed (SIGKILL) and
+restarted mid-rotation.
 """
 
 from __future__ import annotations

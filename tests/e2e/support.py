@@ -175,9 +175,12 @@ class TCPRelay:
 
 
 def _reset(end: socket.socket) -> None:
-    # SO_LINGER 0: close() sends a TCP reset, so the peer sees a broken stream, not a clean end.
+    # SO_LINGER 0: the close sends a TCP reset. shutdown() first: close() alone neither wakes the
+    # relay thread blocked in recv() on this socket nor, while that call holds it, closes it at all.
     with contextlib.suppress(OSError):
         end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        end.shutdown(socket.SHUT_RDWR)
     end.close()
 
 

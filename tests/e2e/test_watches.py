@@ -14,10 +14,11 @@ import json
 import secrets
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Kube, issuer, policy, wait_for
+from support import FAST_ROTATION, Kube, TCPRelay, issuer, policy, wait_for
 
 from jwt_trust.keys import thumbprint
 from jwt_trust.projection import JWKS_FILE
@@ -96,3 +97,75 @@ def test_a_projection_near_the_size_limit_is_restored_and_repaired_within_second
         wait_for(lambda: _keys(kube, target, name) == wanted, timeout=10, what="the edited target repaired")
         assert restored_in < 10
     assert operator.healthy()
+
+
+def _restarts(process: OperatorProcess, resource: str | None = None) -> float:
+    """The operator's ``jwt_trust_watch_restarts_total``, all resources or one."""
+    total = 0.0
+    for line in process.metrics().splitlines():
+        if line.startswith("jwt_trust_watch_restarts_total{") and (
+            resource is None or f'resource="{resource}"' in line
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _through(relay: TCPRelay, kubeconfig: Path, path: Path) -> Path:
+    """A copy of ``kubeconfig`` whose server is the relay (the certificate still names 127.0.0.1)."""
+    config = json.loads(kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{relay.port}"
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
+def test_watches_cut_mid_stream_resume_are_counted_and_liveness_follows_an_unreachable_server(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    host, port = kube.plane.server.removeprefix("https://").rsplit(":", 1)
+    relay = TCPRelay(host, int(port))
+    workdir = operator.workdir / "relayed"
+    workdir.mkdir(parents=True, exist_ok=True)
+    relayed = OperatorProcess(
+        kube.plane,
+        workdir,
+        _through(relay, operator.kubeconfig, workdir / "relayed.kubeconfig"),
+        extra_env={"JWT_TRUST_WATCH_UNHEALTHY_SECONDS": "3"},
+    )
+    operator.stop()
+    try:
+        relayed.start()
+        labels = _label()
+        home, target = kube.namespace(), kube.namespace(labels)
+        kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
+        name = f"p-{uuid.uuid4().hex[:8]}"
+        kube.apply(policy(name, [(home, "idp")], labels))
+        wait_for(lambda: _keys(kube, target, name), what="the projected ConfigMap")
+        assert _restarts(relayed) == 0
+
+        # Every connection reset mid-stream: each of our watches (namespaces, configmaps, secrets,
+        # issuers, trustpolicies) fails, is counted, lists again and resumes.
+        assert relay.sever() >= 5
+        for resource in ("namespaces", "configmaps", "secrets", "issuers", "trustpolicies"):
+            wait_for(lambda r=resource: _restarts(relayed, r) >= 1, timeout=10, what=f"{resource} restarted")
+        kube.plane.kubectl("delete", "configmap", name, "-n", target)
+        wait_for(lambda: _keys(kube, target, name), timeout=10, what="the deleted target back")
+        assert relayed.healthy()
+
+        # The API server unreachable for longer than the threshold: liveness turns red (a blind
+        # operator must not look healthy), and green again once the caches have listed afresh.
+        relay.refusing = True
+        relay.sever()
+        wait_for(lambda: not relayed.healthy(), timeout=30, what="liveness to report the failing caches")
+        assert relayed.process is not None
+        assert relayed.process.poll() is None, "the operator must not exit when the API is unreachable"
+        relay.refusing = False
+        wait_for(relayed.healthy, timeout=60, what="liveness to recover")
+        kube.plane.kubectl("delete", "configmap", name, "-n", target)
+        wait_for(lambda: _keys(kube, target, name), timeout=10, what="the deleted target back again")
+        assert "watch of configmaps failed" in relayed.logs()
+    finally:
+        relayed.stop()
+        relay.close()
+        operator.start()

@@ -133,6 +133,8 @@ def _operation(
                 return core.list_namespace, ()
             return getattr(core, f"list_{kind}_for_all_namespaces"), ()
         if verb == "create":
+            if target.namespace is None:
+                return getattr(core, f"create_{kind}"), ()
             return getattr(core, f"create_namespaced_{kind}"), (target.namespace,)
         verbs = {"get": "read", "patch": "patch", "delete": "delete"}
         return getattr(core, f"{verbs[verb]}_namespaced_{kind}"), (target.name, target.namespace)
@@ -140,8 +142,8 @@ def _operation(
     custom = k8s.CustomObjectsApi(api_client)
     scope = "cluster" if target.namespace is None else "namespaced"
     where = () if target.namespace is None else (target.namespace,)
-    if verb == "list":
-        return getattr(custom, f"list_{scope}_custom_object"), (group, version, *where, target.resource)
+    if verb in ("list", "create"):
+        return getattr(custom, f"{verb}_{scope}_custom_object"), (group, version, *where, target.resource)
     verbs = {"get": "get", "patch": "patch", "delete": "delete"}
     suffix = f"_{subresource}" if subresource else ""
     method = getattr(custom, f"{verbs[verb]}_{scope}_custom_object{suffix}")
@@ -234,13 +236,15 @@ class KubeAPI:
             raise
 
     async def list(
-        self, target: Ref, *, label_selector: str | None = None
+        self, target: Ref, *, label_selector: str | None = None, field_selector: str | None = None
     ) -> tuple[list[dict[str, Any]], str]:
         """Every object (paged), and the collection's resourceVersion to watch from."""
         items: list[dict[str, Any]] = []
         params: dict[str, Any] = {"limit": 500}
         if label_selector:
             params["label_selector"] = label_selector
+        if field_selector:
+            params["field_selector"] = field_selector
         while True:
             page = await self._json(target, "list", **params)
             items.extend(page.get("items") or [])
@@ -283,6 +287,29 @@ class KubeAPI:
                 yield str(event.get("type")), event.get("object") or {}
         finally:
             response.release()
+
+    async def text(self, path: str) -> str:
+        """GET a plain-text endpoint of the API server (``/metrics``), for tools and benchmarks."""
+        await self.open()
+        assert self._client is not None
+        response: aiohttp.ClientResponse = await self._client.call_api(
+            path,
+            "GET",
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=REQUEST_TIMEOUT,
+        )
+        try:
+            payload = await response.read()
+        finally:
+            response.release()
+        if response.status >= 400:
+            raise _error(response.status, payload)
+        return payload.decode()
+
+    async def create(self, target: Ref, body: Mapping[str, Any]) -> Any:
+        WRITES.labels(verb="post", resource=target.resource).inc()
+        return await self._json(target, "create", body)
 
     async def apply(
         self, target: Ref, body: Mapping[str, Any], *, force: bool, resource_version: str | None = None
@@ -356,15 +383,12 @@ class KubeAPI:
             "lastTimestamp": now,
             "count": 1,
         }
-        WRITES.labels(verb="post", resource="events").inc()
         # An Event is best effort; the condition in status carries the same information.
         with contextlib.suppress(TimeoutError, APIError, aiohttp.ClientError):
-            await self._json(Ref("v1", "events", namespace), "create", body)
+            await self.create(Ref("v1", "events", namespace), body)
 
 
-async def json_lines(
-    content: aiohttp.StreamReader, *, limit: int = MAX_EVENT_BYTES
-) -> AsyncIterator[bytes]:
+async def json_lines(content: aiohttp.StreamReader, *, limit: int = MAX_EVENT_BYTES) -> AsyncIterator[bytes]:
     """Split a watch stream into its newline-delimited JSON events, whatever their length.
 
     Reads whatever arrives (``iter_any``) and splits it here, so no line length limit of the HTTP

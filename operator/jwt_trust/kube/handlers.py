@@ -322,7 +322,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
 
 @kopf.on.probe(id="caches")
-def caches(memo: kopf.Memo, **_: Any) -> dict[str, str]:
+async def caches(memo: kopf.Memo, **_: Any) -> dict[str, str]:
     """Liveness (``kopf run --liveness``): red when a cache has failed for WATCH_UNHEALTHY_SECONDS in
     a row or its task has ended. A blind operator must not look healthy."""
     operator: Operator | None = getattr(memo, "operator", None)

@@ -32,7 +32,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -260,7 +260,7 @@ class KubeAPI:
         resource_version: str,
         label_selector: str | None = None,
         timeout: int = WATCH_TIMEOUT,
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """Stream (type, object) events from ``resource_version``, bookmarks included, until the API
         server ends the watch; raises APIError(410) when that version is too old to resume from."""
         params: dict[str, Any] = {

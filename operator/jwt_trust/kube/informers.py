@@ -19,6 +19,7 @@ so Kubernetes restarts a process that cannot recover by itself.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -84,24 +85,31 @@ class Informer(Generic[Summary]):
         API server ends the watch (its timeout). Raises whatever interrupts it."""
         if not self.synced.is_set():
             await self.list()
-        async for kind, obj in self.api.watch(
+        events = self.api.watch(
             self.target, resource_version=self._version, label_selector=self.label_selector
-        ):
-            version = (obj.get("metadata") or {}).get("resourceVersion")
-            if version:
-                self._version = str(version)
-            self.failing_since = None
-            if kind == "BOOKMARK":
-                continue
-            key = object_key(obj)
-            old = self.objects.get(key)
-            new = None if kind == "DELETED" else self.summarise(obj)
-            if new is None:
-                self.objects.pop(key, None)
-            else:
-                self.objects[key] = new
-            if old != new:
-                self.on_change(key, old, new)
+        )
+        # aclosing: whatever ends this loop releases the connection now, not when the generator is
+        # garbage-collected.
+        async with contextlib.aclosing(events):
+            async for kind, obj in events:
+                self._apply(kind, obj)
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        version = (obj.get("metadata") or {}).get("resourceVersion")
+        if version:
+            self._version = str(version)  # where to resume; bookmarks carry only this
+        self.failing_since = None
+        if kind == "BOOKMARK":
+            return
+        key = object_key(obj)
+        old = self.objects.get(key)
+        new = None if kind == "DELETED" else self.summarise(obj)
+        if new is None:
+            self.objects.pop(key, None)
+        else:
+            self.objects[key] = new
+        if old != new:
+            self.on_change(key, old, new)
 
     async def run(self) -> None:
         """Watch forever (until cancelled), restarting after any failure; never returns otherwise."""

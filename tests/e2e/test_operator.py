@@ -254,6 +254,23 @@ def test_metrics_and_liveness_endpoints_answer(operator: OperatorProcess, kube: 
         assert metric in text, metric
 
 
+def test_a_deleted_issuer_and_policy_leave_no_metric_series(operator: OperatorProcess, kube: Kube) -> None:
+    labels = _label()
+    home = kube.namespace()
+    kube.namespace(labels)
+    kube.apply(issuer(home, "gone", rotation=FAST_ROTATION))
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    kube.apply(policy(name, [(home, "gone")], labels))
+    series = (f'issuer="{home}/gone"', f'policy="{name}"')
+    wait_for(lambda: all(s in operator.metrics() for s in series), what="the objects' metric series")
+
+    kube.plane.kubectl("delete", "trustpolicy", name, "--timeout=30s")
+    kube.plane.kubectl("delete", "issuer", "gone", "-n", home, "--timeout=30s")
+    wait_for(
+        lambda: not any(s in operator.metrics() for s in series), timeout=10, what="the series to be removed"
+    )
+
+
 FREEZE_LABEL = "e2e.jwt-trust.dev/freeze-configmaps"
 
 

@@ -245,8 +245,10 @@ class KubeAPI:
             params["label_selector"] = label_selector
         if field_selector:
             params["field_selector"] = field_selector
+        # A page of large objects may take long to arrive: bound the silence, not the whole transfer.
+        slow = aiohttp.ClientTimeout(total=None, sock_connect=REQUEST_TIMEOUT, sock_read=REQUEST_TIMEOUT)
         while True:
-            page = await self._json(target, "list", **params)
+            page = await self._json(target, "list", timeout=slow, **params)
             items.extend(page.get("items") or [])
             token = (page.get("metadata") or {}).get("continue")
             if not token:

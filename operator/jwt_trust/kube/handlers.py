@@ -115,7 +115,7 @@ class Operator:
         namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
         self.pokes.pop((kind, namespace, name), None)
         uid = str(meta.get("uid"))
-        for reported in [r for r in self.reported if r[0] == uid]:
+        for reported in [r for r in self.reported if r[0] == uid and "uid" in meta]:
             del self.reported[reported]
         if kind == "policy":
             metrics.forget(metrics.MATCHED, name)
@@ -357,6 +357,20 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 
 
 async def _loop(
+    operator: Operator, kind: str, namespace: str, name: str, *, stopped: kopf.DaemonStopped, reconcile: Any
+) -> None:
+    try:
+        await _reconcile_until_stopped(operator, kind, namespace, name, stopped=stopped, reconcile=reconcile)
+    finally:
+        cache = operator.issuers if kind == "issuer" else operator.policies
+        body = cache.objects.get((namespace, name))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            # Stopped because the object is going: a reconciliation that was in flight when its
+            # DELETED event was handled may have set metric series again after they were removed.
+            operator.forget(kind, {"metadata": {"namespace": namespace, "name": name}})
+
+
+async def _reconcile_until_stopped(
     operator: Operator, kind: str, namespace: str, name: str, *, stopped: kopf.DaemonStopped, reconcile: Any
 ) -> None:
     wake = operator.wake(kind, namespace, name)

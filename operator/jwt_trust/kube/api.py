@@ -158,8 +158,11 @@ class KubeAPI:
         self._login_lock = asyncio.Lock()
 
     async def open(self) -> None:
-        if self._client is None:
-            self._client = connect(await self._login())
+        if self._client is not None:
+            return
+        async with self._login_lock:  # concurrent first requests must not each build a client
+            if self._client is None:
+                self._client = connect(await self._login())
 
     async def close(self) -> None:
         clients = [c for _, c in self._retired] + ([self._client] if self._client else [])

@@ -271,6 +271,22 @@ def test_a_deleted_issuer_and_policy_leave_no_metric_series(operator: OperatorPr
     )
 
 
+def test_stopping_the_operator_wakes_sleeping_daemons_at_once(operator: OperatorProcess, kube: Kube) -> None:
+    # Daemons sleep until their next event, minutes away here. kopf stops them by a flag and cancels
+    # them only 5 s later (cancellation_backoff): a sleep that ignored the flag would make every stop,
+    # and every peering hand-over, wait that long.
+    home = kube.namespace()
+    slow = {"every": "24h", "maxTokenLifetime": "1h", "propagation": "1m", "leeway": "1m"}
+    kube.apply(issuer(home, "sleeper", rotation=slow))
+    wait_for(lambda: kube.secret(home, "sleeper-signing-keys"), what="the first reconciliation")
+    time.sleep(1)  # the daemon is asleep now, until its key activates minutes from now
+    started = time.monotonic()
+    operator.stop()
+    stopped_in = time.monotonic() - started
+    operator.start()
+    assert stopped_in < 3, f"stopping took {stopped_in:.1f}s"
+
+
 FREEZE_LABEL = "e2e.jwt-trust.dev/freeze-configmaps"
 
 

@@ -70,6 +70,10 @@ RESYNC_SECONDS = 600.0
 DEBOUNCE_SECONDS = 0.1
 OUR_LABEL = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
 KEY_STATES = ("pending", "next", "active", "retired")
+# How long kopf lets a daemon finish after setting its stop flag, before cancelling it: a reconciliation
+# runs to its end (the Secret, then the status; every target of a change) instead of being cut between
+# two writes.
+CANCELLATION_BACKOFF = 5.0
 # A cache failing without a break for this long cannot recover by itself: liveness goes red, so that
 # Kubernetes restarts the process (a fresh client, fresh connections, fresh credentials).
 WATCH_UNHEALTHY_SECONDS = float(os.environ.get("JWT_TRUST_WATCH_UNHEALTHY_SECONDS", "120"))
@@ -401,7 +405,9 @@ async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float)
     """Sleep until poked, stopped, or ``delay`` passes; True when the daemon is being stopped.
 
     Waking on the stop flag matters: kopf stops a daemon by setting it (Issuer or policy deleted,
-    operator shutting down, peering pause) and cancels the daemon only after ``cancellation_timeout``.
+    operator shutting down, peering pause) and cancels it only after CANCELLATION_BACKOFF. A daemon
+    that ignored the flag would make every stop wait that long, and then be cancelled wherever it
+    is; one that honours it exits at once when asleep, or after its current reconciliation.
     """
 
     async def until_stopped() -> None:
@@ -417,14 +423,16 @@ async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float)
     return bool(stopped)
 
 
-@kopf.daemon(GROUP, VERSION, "issuers", cancellation_timeout=10.0)
+@kopf.daemon(GROUP, VERSION, "issuers", cancellation_backoff=CANCELLATION_BACKOFF, cancellation_timeout=10.0)
 async def issuer_daemon(
     namespace: str | None, name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any
 ) -> None:
     await _loop(memo.operator, "issuer", namespace or "", name, stopped=stopped, reconcile=reconcile_issuer)
 
 
-@kopf.daemon(GROUP, VERSION, "trustpolicies", cancellation_timeout=10.0)
+@kopf.daemon(
+    GROUP, VERSION, "trustpolicies", cancellation_backoff=CANCELLATION_BACKOFF, cancellation_timeout=10.0
+)
 async def policy_daemon(name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
     await _loop(memo.operator, "policy", "", name, stopped=stopped, reconcile=reconcile_policy)
 

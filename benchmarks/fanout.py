@@ -33,7 +33,7 @@ from typing import Any
 
 import kopf
 
-from jwt_trust.kube.api import APIError, Credentials, KubeAPI, path
+from jwt_trust.kube.api import APIError, KubeAPI, Ref
 from jwt_trust.testing.cluster import ControlPlane, start
 from jwt_trust.testing.operator import OperatorProcess, chart_rbac, install
 
@@ -45,11 +45,13 @@ ROTATION = {"every": "24h", "maxTokenLifetime": "5m", "propagation": "3s", "leew
 
 def admin_api(plane: ControlPlane) -> KubeAPI:
     os.environ["KUBECONFIG"] = str(plane.kubeconfig)
-    info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings(), logger=logging.getLogger("bench"))
-    assert info is not None
-    return KubeAPI(
-        Credentials(server=info.server, ssl_context=info.as_ssl_context(), headers=info.as_http_headers())
-    )
+
+    async def login() -> kopf.ConnectionInfo:
+        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings(), logger=logging.getLogger("bench"))
+        assert info is not None
+        return info
+
+    return KubeAPI(login)
 
 
 async def bounded(jobs: Iterable[Awaitable[Any]], limit: int = 16) -> list[Any]:
@@ -67,7 +69,7 @@ _SAMPLE = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$")
 
 async def api_writes(api: KubeAPI) -> dict[str, float]:
     """Write requests the API server has served, by resource (its own counter, all clients)."""
-    text = await api.request("GET", "/metrics")
+    text = await api.text("/metrics")
     totals: dict[str, float] = {}
     for line in str(text).splitlines():
         match = _SAMPLE.match(line)
@@ -106,7 +108,7 @@ def rss_mib(pid: int) -> float:
 async def targets_hold(
     api: KubeAPI, policy: str, namespaces: set[str], kid: str, absent: str | None = None
 ) -> bool:
-    items, _ = await api.list(path("v1", "configmaps"), label_selector=f"jwt-trust.dev/policy={policy}")
+    items, _ = await api.list(Ref("v1", "configmaps"), label_selector=f"jwt-trust.dev/policy={policy}")
     good = {
         item["metadata"]["namespace"]
         for item in items
@@ -117,7 +119,7 @@ async def targets_hold(
 
 
 async def issuer_status(api: KubeAPI) -> dict[str, Any]:
-    body = await api.get(path(GROUP, "issuers", "bench-idp", "idp"))
+    body = await api.get(Ref(GROUP, "issuers", "bench-idp", "idp"))
     return dict((body or {}).get("status") or {})
 
 
@@ -133,19 +135,17 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         result: dict[str, Any] = {"N": n}
 
         # An issuer in steady state (active + next key), and N labelled namespaces.
-        await api.request("POST", path("v1", "namespaces"), body={"metadata": {"name": "bench-idp"}})
+        await api.create(Ref("v1", "namespaces"), {"metadata": {"name": "bench-idp"}})
         issuer = {
             "apiVersion": GROUP,
             "kind": "Issuer",
             "metadata": {"name": "idp", "namespace": "bench-idp"},
             "spec": {"issuer": "https://bench.example", "rotation": ROTATION},
         }
-        await api.request("POST", path(GROUP, "issuers", "bench-idp"), body=issuer)
+        await api.create(Ref(GROUP, "issuers", "bench-idp"), issuer)
         names = {f"bench-{i:05d}" for i in range(n)}
         await bounded(
-            api.request(
-                "POST", path("v1", "namespaces"), body={"metadata": {"name": ns, "labels": {"bench": "yes"}}}
-            )
+            api.create(Ref("v1", "namespaces"), {"metadata": {"name": ns, "labels": {"bench": "yes"}}})
             for ns in sorted(names)
         )
 
@@ -160,7 +160,7 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         # below count only the operator's writes.
         async def root_ca_everywhere() -> bool:
             items, _ = await api.list(
-                path("v1", "configmaps"), label_selector=None, field_selector="metadata.name=kube-root-ca.crt"
+                Ref("v1", "configmaps"), label_selector=None, field_selector="metadata.name=kube-root-ca.crt"
             )
             return names <= {item["metadata"]["namespace"] for item in items}
 
@@ -181,7 +181,7 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
                 "verification": {"audiences": ["api://bench"]},
             },
         }
-        await api.request("POST", path(GROUP, "trustpolicies"), body=policy)
+        await api.create(Ref(GROUP, "trustpolicies"), policy)
         result["create_s"] = await wait_until(lambda: targets_hold(api, "bench", names, following), 300, 0.25)
         await asyncio.sleep(3)  # let status updates and any stray write land before counting
         writes = delta(before, await api_writes(api))
@@ -199,9 +199,8 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         before = await api_writes(api)
         started = time.monotonic()
         await api.merge_patch(
-            path(GROUP, "issuers", "bench-idp", "idp"),
+            Ref(GROUP, "issuers", "bench-idp", "idp"),
             {"spec": {"revokedKeys": [following]}},
-            resource="issuers",
         )
 
         async def fresh_key() -> bool:
@@ -222,14 +221,13 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         for i in range(args.new_namespaces):
             name = f"late-{i:03d}"
             begun = time.monotonic()
-            await api.request(
-                "POST",
-                path("v1", "namespaces"),
-                body={"metadata": {"name": name, "labels": {"bench": "yes"}}},
+            await api.create(
+                Ref("v1", "namespaces"),
+                {"metadata": {"name": name, "labels": {"bench": "yes"}}},
             )
 
             async def exists(name: str = name) -> bool:
-                return await api.get(path("v1", "configmaps", name, "bench")) is not None
+                return await api.get(Ref("v1", "configmaps", name, "bench")) is not None
 
             await wait_until(exists, 30, 0.02)
             latencies.append(time.monotonic() - begun)
@@ -242,23 +240,21 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         await asyncio.sleep(2)
         result["rss_mib"] = rss_mib(operator.process.pid)
         if args.unrelated:
-            await api.request("POST", path("v1", "namespaces"), body={"metadata": {"name": "unrelated"}})
+            await api.create(Ref("v1", "namespaces"), {"metadata": {"name": "unrelated"}})
             filler = "x" * 512
             half = args.unrelated // 2
             await bounded(
                 [
-                    api.request(
-                        "POST",
-                        path("v1", "configmaps", "unrelated"),
-                        body={"metadata": {"name": f"cm-{i}"}, "data": {"v": filler}},
+                    api.create(
+                        Ref("v1", "configmaps", "unrelated"),
+                        {"metadata": {"name": f"cm-{i}"}, "data": {"v": filler}},
                     )
                     for i in range(half)
                 ]
                 + [
-                    api.request(
-                        "POST",
-                        path("v1", "secrets", "unrelated"),
-                        body={"metadata": {"name": f"s-{i}"}, "stringData": {"v": filler}},
+                    api.create(
+                        Ref("v1", "secrets", "unrelated"),
+                        {"metadata": {"name": f"s-{i}"}, "stringData": {"v": filler}},
                     )
                     for i in range(half)
                 ],

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -111,6 +114,74 @@ def policy(name: str, issuers: list[tuple[str, str]], labels: dict[str, str], **
         "metadata": {"name": name},
         "spec": body,
     }
+
+
+class TCPRelay:
+    """A TCP relay in front of the API server that a test can cut or close, as a failing network does.
+
+    TLS passes through untouched (the client still verifies the API server's certificate, which names
+    127.0.0.1). :meth:`sever` resets every open connection mid-stream; while :attr:`refusing` is set,
+    new connections are reset as soon as they are accepted.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.refusing = False
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._lock = threading.Lock()
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            if self.refusing:
+                _reset(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                _reset(client)
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def sever(self) -> int:
+        """Reset every open connection (both directions); returns how many there were."""
+        with self._lock:
+            sockets, self._open = self._open, []
+        for end in sockets:
+            _reset(end)
+        return len(sockets) // 2
+
+    def close(self) -> None:
+        self._listener.close()
+        self.sever()
+
+
+def _reset(end: socket.socket) -> None:
+    # SO_LINGER 0: the close sends a TCP reset. shutdown() first: close() alone neither wakes the
+    # relay thread blocked in recv() on this socket nor, while that call holds it, closes it at all.
+    with contextlib.suppress(OSError):
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    with contextlib.suppress(OSError):
+        end.shutdown(socket.SHUT_RDWR)
+    end.close()
 
 
 FAST_ROTATION = {"every": "6s", "maxTokenLifetime": "4s", "propagation": "2s", "leeway": "1s", "margin": "2s"}

@@ -270,6 +270,39 @@ def test_metrics_and_liveness_endpoints_answer(operator: OperatorProcess, kube: 
         assert metric in text, metric
 
 
+def test_a_deleted_issuer_and_policy_leave_no_metric_series(operator: OperatorProcess, kube: Kube) -> None:
+    labels = _label()
+    home = kube.namespace()
+    kube.namespace(labels)
+    kube.apply(issuer(home, "gone", rotation=FAST_ROTATION))
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    kube.apply(policy(name, [(home, "gone")], labels))
+    series = (f'issuer="{home}/gone"', f'policy="{name}"')
+    wait_for(lambda: all(s in operator.metrics() for s in series), what="the objects' metric series")
+
+    kube.plane.kubectl("delete", "trustpolicy", name, "--timeout=30s")
+    kube.plane.kubectl("delete", "issuer", "gone", "-n", home, "--timeout=30s")
+    wait_for(
+        lambda: not any(s in operator.metrics() for s in series), timeout=10, what="the series to be removed"
+    )
+
+
+def test_stopping_the_operator_wakes_sleeping_daemons_at_once(operator: OperatorProcess, kube: Kube) -> None:
+    # Daemons sleep until their next event, minutes away here. kopf stops them by a flag and cancels
+    # them only 5 s later (cancellation_backoff): a sleep that ignored the flag would make every stop,
+    # and every peering hand-over, wait that long.
+    home = kube.namespace()
+    slow = {"every": "24h", "maxTokenLifetime": "1h", "propagation": "1m", "leeway": "1m"}
+    kube.apply(issuer(home, "sleeper", rotation=slow))
+    wait_for(lambda: kube.secret(home, "sleeper-signing-keys"), what="the first reconciliation")
+    time.sleep(1)  # the daemon is asleep now, until its key activates minutes from now
+    started = time.monotonic()
+    operator.stop()
+    stopped_in = time.monotonic() - started
+    operator.start()
+    assert stopped_in < 3, f"stopping took {stopped_in:.1f}s"
+
+
 FREEZE_LABEL = "e2e.jwt-trust.dev/freeze-configmaps"
 
 

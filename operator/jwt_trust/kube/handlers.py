@@ -33,7 +33,7 @@ from prometheus_client import start_http_server
 from jwt_trust.projection import content_hash
 
 from . import metrics
-from .api import APIError, Credentials, KubeAPI, path
+from .api import APIError, KubeAPI, Ref
 from .external import FetchError, fetch_jwks
 from .informers import Informer, Key
 from .issuers import (
@@ -69,6 +69,14 @@ FINALIZER = "jwt-trust.dev/finalizer"
 RESYNC_SECONDS = 600.0
 DEBOUNCE_SECONDS = 0.1
 OUR_LABEL = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
+KEY_STATES = ("pending", "next", "active", "retired")
+# How long kopf lets a daemon finish after setting its stop flag, before cancelling it: a reconciliation
+# runs to its end (the Secret, then the status; every target of a change) instead of being cut between
+# two writes.
+CANCELLATION_BACKOFF = 5.0
+# A cache failing without a break for this long cannot recover by itself: liveness goes red, so that
+# Kubernetes restarts the process (a fresh client, fresh connections, fresh credentials).
+WATCH_UNHEALTHY_SECONDS = float(os.environ.get("JWT_TRUST_WATCH_UNHEALTHY_SECONDS", "120"))
 
 log = logging.getLogger("jwt_trust.operator")
 
@@ -95,6 +103,7 @@ class Operator:
     fetched: dict[Key, tuple[float, str]] = field(default_factory=dict)
     fetch_failures: dict[Key, int] = field(default_factory=dict)
     stale_since: dict[str, float] = field(default_factory=dict)
+    informers: list[Informer[Any]] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def wake(self, kind: str, namespace: str, name: str) -> asyncio.Event:
@@ -102,6 +111,28 @@ class Operator:
 
     def poke(self, kind: str, namespace: str, name: str) -> None:
         self.wake(kind, namespace, name).set()
+
+    def forget(self, kind: str, body: Mapping[str, Any] | None) -> None:
+        """An Issuer or TrustPolicy is gone: drop what we kept about it, its metric series included
+        (a deleted object must not be reported, or kept in memory, for the life of the process)."""
+        meta = (body or {}).get("metadata") or {}
+        namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
+        self.pokes.pop((kind, namespace, name), None)
+        uid = str(meta.get("uid"))
+        for reported in [r for r in self.reported if r[0] == uid and "uid" in meta]:
+            del self.reported[reported]
+        if kind == "policy":
+            metrics.forget(metrics.MATCHED, name)
+            metrics.forget(metrics.SYNCED, name)
+            return
+        issuer_ref = f"{namespace}/{name}"
+        for state in KEY_STATES:
+            metrics.forget(metrics.KEYS, issuer_ref, state)
+        for metric in (metrics.ROTATIONS, metrics.REVOCATIONS, metrics.SECONDS_TO_ROTATION):
+            metrics.forget(metric, issuer_ref)
+        self.fetched.pop((namespace, name), None)
+        self.fetch_failures.pop((namespace, name), None)
+        self.stale_since.pop(issuer_ref, None)
 
     def poke_policies(self, issuer_ref: str | None = None) -> None:
         for (_, name), body in self.policies.objects.items():
@@ -150,6 +181,7 @@ def _summarise_configmap(obj: dict[str, Any]) -> Target:
         name=str(meta.get("name")),
         policy=(meta.get("labels") or {}).get(POLICY_LABEL),
         data_hash=content_hash(obj.get("data") or {}),
+        uid=str(meta.get("uid") or ""),
     )
 
 
@@ -161,10 +193,6 @@ def _summarise_secret(obj: dict[str, Any]) -> tuple[str, str]:
 
 
 # --- start-up -------------------------------------------------------------------------------------
-
-
-def _credentials(info: kopf.ConnectionInfo) -> Credentials:
-    return Credentials(server=info.server, ssl_context=info.as_ssl_context(), headers=info.as_http_headers())
 
 
 def _login(
@@ -210,10 +238,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.watching.server_timeout = 300
     settings.networking.request_timeout = 60
 
-    async def relogin() -> Credentials:
-        return _credentials(_login(settings, log))
+    async def login_again() -> kopf.ConnectionInfo:
+        # kopf's own login handler (below) reads the ServiceAccount token or kubeconfig afresh, so a
+        # rotated token is picked up when the API server rejects the old one.
+        return _login(settings, log)
 
-    api = KubeAPI(_credentials(_login(settings, log)), relogin=relogin)
+    api = KubeAPI(login_again)
+    await api.open()
     secret_namespaces = [
         ns for ns in os.environ.get("JWT_TRUST_SECRET_NAMESPACES", "").split(",") if ns.strip()
     ]
@@ -235,37 +266,41 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     def on_issuer(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         operator.poke("issuer", key[0], key[1])
         operator.poke_policies(f"{key[0]}/{key[1]}")
+        if new is None:
+            operator.forget("issuer", old)
 
     def on_policy(key: Key, old: dict[str, Any] | None, new: dict[str, Any] | None) -> None:
         operator.poke("policy", "", key[1])
         body: dict[str, Any] | None
         for body in (old, new):
-            for ref in _policy_refs(body or {}):
-                namespace, _, name = ref.partition("/")
+            for issuer_ref in _policy_refs(body or {}):
+                namespace, _, name = issuer_ref.partition("/")
                 operator.poke("issuer", namespace, name)
+        if new is None:
+            operator.forget("policy", old)
 
-    secret_urls = [path("v1", "secrets", ns.strip()) for ns in secret_namespaces] or [path("v1", "secrets")]
+    secret_refs = [Ref("v1", "secrets", ns.strip()) for ns in secret_namespaces] or [Ref("v1", "secrets")]
     operator = Operator(
         api=api,
-        namespaces=Informer(api, path("v1", "namespaces"), _summarise_namespace, on_change=on_namespace),
+        namespaces=Informer(api, Ref("v1", "namespaces"), _summarise_namespace, on_change=on_namespace),
         configmaps=Informer(
             api,
-            path("v1", "configmaps"),
+            Ref("v1", "configmaps"),
             _summarise_configmap,
             label_selector=OUR_LABEL,
             on_change=on_configmap,
         ),
         secrets=[
-            Informer(api, url, _summarise_secret, label_selector=OUR_LABEL, on_change=on_secret)
-            for url in secret_urls
+            Informer(api, target, _summarise_secret, label_selector=OUR_LABEL, on_change=on_secret)
+            for target in secret_refs
         ],
-        issuers=Informer(api, path(f"{GROUP}/{VERSION}", "issuers"), _summarise_custom, on_change=on_issuer),
+        issuers=Informer(api, Ref(f"{GROUP}/{VERSION}", "issuers"), _summarise_custom, on_change=on_issuer),
         policies=Informer(
-            api, path(f"{GROUP}/{VERSION}", "trustpolicies"), _summarise_custom, on_change=on_policy
+            api, Ref(f"{GROUP}/{VERSION}", "trustpolicies"), _summarise_custom, on_change=on_policy
         ),
         write_slots=asyncio.Semaphore(int(os.environ.get("JWT_TRUST_WRITE_CONCURRENCY", "16"))),
     )
-    informers: list[Informer[Any]] = [
+    operator.informers = [
         operator.namespaces,
         operator.configmaps,
         *operator.secrets,
@@ -274,8 +309,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     ]
     # Complete caches before any daemon acts: a namespace missing from a half-filled cache would look
     # unselected and lose its ConfigMap.
-    await asyncio.gather(*(informer.list() for informer in informers))
-    operator.tasks = [asyncio.create_task(informer.run()) for informer in informers]
+    await asyncio.gather(*(informer.list() for informer in operator.informers))
+    operator.tasks = [asyncio.create_task(informer.run()) for informer in operator.informers]
     memo.operator = operator
 
     port = int(os.environ.get("JWT_TRUST_METRICS_PORT", "9090"))
@@ -288,6 +323,27 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         len(operator.policies.objects),
         len(operator.configmaps.objects),
     )
+
+
+@kopf.on.probe(id="caches")
+async def caches(memo: kopf.Memo, **_: Any) -> dict[str, str]:
+    """Liveness (``kopf run --liveness``): red when a cache has failed for WATCH_UNHEALTHY_SECONDS in
+    a row or its task has ended. A blind operator must not look healthy."""
+    operator: Operator | None = getattr(memo, "operator", None)
+    if operator is None:
+        return {"caches": "starting"}
+    now = time.monotonic()
+    broken = []
+    for informer, task in zip(operator.informers, operator.tasks, strict=True):
+        if task.done():
+            broken.append(f"{informer.name}: its watch task ended")
+        elif informer.failing_since is not None and now - informer.failing_since > WATCH_UNHEALTHY_SECONDS:
+            broken.append(
+                f"{informer.name}: failing for {now - informer.failing_since:.0f}s ({informer.last_error})"
+            )
+    if broken:
+        raise kopf.PermanentError("caches not recovering: " + "; ".join(broken))
+    return {"caches": "ok"}
 
 
 @kopf.on.cleanup()
@@ -307,6 +363,20 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 async def _loop(
     operator: Operator, kind: str, namespace: str, name: str, *, stopped: kopf.DaemonStopped, reconcile: Any
 ) -> None:
+    try:
+        await _reconcile_until_stopped(operator, kind, namespace, name, stopped=stopped, reconcile=reconcile)
+    finally:
+        cache = operator.issuers if kind == "issuer" else operator.policies
+        body = cache.objects.get((namespace, name))
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            # Stopped because the object is going: a reconciliation that was in flight when its
+            # DELETED event was handled may have set metric series again after they were removed.
+            operator.forget(kind, {"metadata": {"namespace": namespace, "name": name}})
+
+
+async def _reconcile_until_stopped(
+    operator: Operator, kind: str, namespace: str, name: str, *, stopped: kopf.DaemonStopped, reconcile: Any
+) -> None:
     wake = operator.wake(kind, namespace, name)
     failures = 0
     while not stopped:
@@ -315,24 +385,54 @@ async def _loop(
             wake_at = await reconcile(operator, namespace, name)
             failures = 0
         except (TimeoutError, APIError, aiohttp.ClientError, OSError) as error:
-            failures += 1
-            log.warning("%s %s/%s: reconciliation failed (%s); retrying", kind, namespace, name, error)
-            metrics.FAILURES.labels(kind=kind, reason=type(error).__name__).inc()
-            wake_at = time.time() + min(2.0**failures, 60.0)
+            if isinstance(error, APIError) and error.status == 409:
+                # A conditional write lost a race (the object changed since we read it): read it
+                # again and decide again, now; a conflict is no failure.
+                log.info("%s %s/%s: changed while reconciling; again", kind, namespace, name)
+                wake_at = time.time()
+            else:
+                failures += 1
+                log.warning("%s %s/%s: reconciliation failed (%s); retrying", kind, namespace, name, error)
+                metrics.FAILURES.labels(kind=kind, reason=type(error).__name__).inc()
+                wake_at = time.time() + min(2.0**failures, 60.0)
         delay = RESYNC_SECONDS if wake_at is None else min(max(wake_at - time.time(), 0.0), RESYNC_SECONDS)
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(wake.wait(), timeout=delay)
+        if await _sleep(wake, stopped, delay):
+            return
         await asyncio.sleep(DEBOUNCE_SECONDS)  # coalesce a burst of pokes into one reconciliation
 
 
-@kopf.daemon(GROUP, VERSION, "issuers", cancellation_timeout=10.0)
+async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> bool:
+    """Sleep until poked, stopped, or ``delay`` passes; True when the daemon is being stopped.
+
+    Waking on the stop flag matters: kopf stops a daemon by setting it (Issuer or policy deleted,
+    operator shutting down, peering pause) and cancels it only after CANCELLATION_BACKOFF. A daemon
+    that ignored the flag would make every stop wait that long, and then be cancelled wherever it
+    is; one that honours it exits at once when asleep, or after its current reconciliation.
+    """
+
+    async def until_stopped() -> None:
+        await stopped.wait()
+
+    waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(until_stopped())]
+    try:
+        await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+    return bool(stopped)
+
+
+@kopf.daemon(GROUP, VERSION, "issuers", cancellation_backoff=CANCELLATION_BACKOFF, cancellation_timeout=10.0)
 async def issuer_daemon(
     namespace: str | None, name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any
 ) -> None:
     await _loop(memo.operator, "issuer", namespace or "", name, stopped=stopped, reconcile=reconcile_issuer)
 
 
-@kopf.daemon(GROUP, VERSION, "trustpolicies", cancellation_timeout=10.0)
+@kopf.daemon(
+    GROUP, VERSION, "trustpolicies", cancellation_backoff=CANCELLATION_BACKOFF, cancellation_timeout=10.0
+)
 async def policy_daemon(name: str, memo: kopf.Memo, stopped: kopf.DaemonStopped, **_: Any) -> None:
     await _loop(memo.operator, "policy", "", name, stopped=stopped, reconcile=reconcile_policy)
 
@@ -361,7 +461,7 @@ def _condition(
 
 
 async def _patch_status(
-    operator: Operator, body: Mapping[str, Any], url: str, status: dict[str, Any]
+    operator: Operator, body: Mapping[str, Any], url: Ref, status: dict[str, Any]
 ) -> None:
     current = {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
     wanted = {**current, **status}
@@ -372,13 +472,11 @@ async def _patch_status(
         **status,
         **{k: None for k in current if k not in status and k in ("activeKeyID", "nextRotation")},
     }
-    await operator.api.merge_patch(
-        f"{url}/status", {"status": patch}, resource=url.rsplit("/", 2)[-2] + "/status"
-    )
+    await operator.api.merge_patch(url, {"status": patch}, subresource="status")
 
 
 async def _not_ready(
-    operator: Operator, body: Mapping[str, Any], url: str, error: SpecError, kind: str
+    operator: Operator, body: Mapping[str, Any], url: Ref, error: SpecError, kind: str
 ) -> None:
     meta = body.get("metadata") or {}
     log.warning(
@@ -444,7 +542,7 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
     body = operator.issuers.objects.get((namespace, name))
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
-    url = path(f"{GROUP}/{VERSION}", "issuers", namespace, name)
+    url = Ref(f"{GROUP}/{VERSION}", "issuers", namespace, name)
     try:
         spec = parse_issuer_spec(body["spec"])
     except SpecError as error:
@@ -453,7 +551,7 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
     if spec.external is not None:
         return await reconcile_external(operator, body, url, spec)
 
-    secret_url = path("v1", "secrets", namespace, secret_name(name))
+    secret_url = Ref("v1", "secrets", namespace, secret_name(name))
     try:
         secret = await operator.api.get(secret_url)
     except APIError as error:
@@ -489,7 +587,7 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
     if not any(ref in _policy_refs(p) for p in policies):
         # "No policy trusts this Issuer" publishes a new key at once, so it must not come from a cache
         # that may lag behind a policy created a moment ago (both applied together from Git, say).
-        items, _version = await operator.api.list(path(f"{GROUP}/{VERSION}", "trustpolicies"))
+        items, _version = await operator.api.list(Ref(f"{GROUP}/{VERSION}", "trustpolicies"))
         policies = [_summarise_custom(item) for item in items]
     trusting = [p for p in policies if ref in _policy_refs(p) and not p["metadata"].get("deletionTimestamp")]
     # What each trusting policy reports as held by all its targets; a key is published when all agree.
@@ -519,8 +617,10 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
 
     new_data = result.secret_data(spec)
     if new_data != data or (secret is not None and _owner_mismatch(secret, spec)):
+        # Conditional on the version we read: two replicas during a peering hand-over must not
+        # overwrite each other's keys. A conflict makes _loop read and plan again at once.
         await operator.api.apply(
-            secret_url, _secret_body(body, new_data, spec), force=True, resource="secrets"
+            secret_url, _secret_body(body, new_data, spec), force=True, resource_version=_read_version(secret)
         )
 
     for kid in result.generated:
@@ -566,13 +666,18 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
         new_status["nextRotation"] = iso(result.plan.wake_at)
     await _patch_status(operator, body, url, new_status)
 
-    for state in ("pending", "next", "active", "retired"):
+    for state in KEY_STATES:
         metrics.KEYS.labels(issuer=ref, state=state).set(
             sum(1 for k in new_status["keys"] if k["state"] == state)
         )
     if result.plan.wake_at is not None:
         metrics.SECONDS_TO_ROTATION.labels(issuer=ref).set(max(result.plan.wake_at - now, 0))
     return None if result.plan.wake_at is None else float(result.plan.wake_at)
+
+
+def _read_version(obj: Mapping[str, Any] | None) -> str | None:
+    """The resourceVersion an object was read at (None for an object that did not exist)."""
+    return None if obj is None else str(obj["metadata"]["resourceVersion"])
 
 
 def _owner_mismatch(secret: Mapping[str, Any], spec: IssuerSpec) -> bool:
@@ -584,7 +689,7 @@ def _owner_mismatch(secret: Mapping[str, Any], spec: IssuerSpec) -> bool:
 
 
 async def reconcile_external(
-    operator: Operator, body: Mapping[str, Any], url: str, spec: IssuerSpec
+    operator: Operator, body: Mapping[str, Any], url: Ref, spec: IssuerSpec
 ) -> float | None:
     external = spec.external
     assert external is not None
@@ -677,7 +782,7 @@ async def _wind_down(
     rotation plan.
     """
     meta = body["metadata"]
-    secret_url = path("v1", "secrets", meta["namespace"], secret_name(meta["name"]))
+    secret_url = Ref("v1", "secrets", meta["namespace"], secret_name(meta["name"]))
     try:
         secret = await operator.api.get(secret_url)
     except APIError as error:
@@ -704,7 +809,7 @@ async def _wind_down(
     new_data = result.secret_data(spec)
     if data is not None and new_data != data:
         secret_body = _secret_body(body, new_data, spec)
-        await operator.api.apply(secret_url, secret_body, force=True, resource="secrets")
+        await operator.api.apply(secret_url, secret_body, force=True, resource_version=_read_version(secret))
     return result
 
 
@@ -749,7 +854,7 @@ async def _write_target(
     known: bool,
 ) -> tuple[str, str] | None:
     """Apply one target; returns (reason, message) when it could not be written."""
-    url = path("v1", "configmaps", namespace, name)
+    url = Ref("v1", "configmaps", namespace, name)
     async with operator.write_slots:
         try:
             if not known:
@@ -760,7 +865,7 @@ async def _write_target(
                         f"ConfigMap {namespace}/{name} exists and is not managed by jwt-trust; left alone",
                     )
             written = await operator.api.apply(
-                url, _configmap_body(policy, namespace, name, data), force=True, resource="configmaps"
+                url, _configmap_body(policy, namespace, name, data), force=True
             )
         except APIError as error:
             return "WriteFailed", f"ConfigMap {namespace}/{name}: {error}"
@@ -772,10 +877,11 @@ async def _write_target(
     return None
 
 
-async def _delete_target(operator: Operator, namespace: str, name: str) -> tuple[str, str] | None:
+async def _delete_target(operator: Operator, namespace: str, name: str, uid: str) -> tuple[str, str] | None:
+    """Delete the ConfigMap we saw as ``uid``: one created again under that name since is left alone."""
     async with operator.write_slots:
         try:
-            await operator.api.delete(path("v1", "configmaps", namespace, name), resource="configmaps")
+            await operator.api.delete(Ref("v1", "configmaps", namespace, name), uid=uid)
         except (TimeoutError, APIError, aiohttp.ClientError) as error:
             return "DeleteFailed", f"ConfigMap {namespace}/{name}: {error!r}"
     operator.configmaps.objects.pop((namespace, name), None)
@@ -786,7 +892,7 @@ async def reconcile_policy(operator: Operator, _namespace: str, name: str) -> fl
     body = operator.policies.objects.get(("", name))
     if body is None or body["metadata"].get("deletionTimestamp"):
         return None
-    url = path(f"{GROUP}/{VERSION}", "trustpolicies", None, name)
+    url = Ref(f"{GROUP}/{VERSION}", "trustpolicies", None, name)
     try:
         spec = parse_policy_spec(name, body["spec"])
     except SpecError as error:
@@ -838,7 +944,8 @@ async def reconcile_policy(operator: Operator, _namespace: str, name: str) -> fl
             known = (namespace, target) in operator.configmaps.objects
             jobs.append((namespace, _write_target(operator, body, namespace, target, data, known=known)))
         elif action == "delete":
-            jobs.append((namespace, _delete_target(operator, namespace, target)))
+            uid = operator.configmaps.objects[(namespace, target)].uid
+            jobs.append((namespace, _delete_target(operator, namespace, target, uid)))
     outcomes = await asyncio.gather(*(job for _, job in jobs))
     failed = {
         namespace: outcome
@@ -936,11 +1043,11 @@ def _issuers_settling(operator: Operator, refs: Iterable[str]) -> float | None:
 async def policy_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
     operator: Operator = memo.operator
     items, _version = await operator.api.list(
-        path("v1", "configmaps"), label_selector=f"{OUR_LABEL},{POLICY_LABEL}={name}"
+        Ref("v1", "configmaps"), label_selector=f"{OUR_LABEL},{POLICY_LABEL}={name}"
     )
     for item in items:
         meta = item["metadata"]
-        await _delete_target(operator, meta["namespace"], meta["name"])
+        await _delete_target(operator, meta["namespace"], meta["name"], meta["uid"])
     log.info("TrustPolicy %s deleted: removed %d ConfigMaps", name, len(items))
 
 
@@ -951,7 +1058,7 @@ async def issuer_deleted(
     operator: Operator = memo.operator
     if spec.get("deletionPolicy") == "Retain":
         # Drop our ownerReference so the garbage collector keeps the Secret.
-        url = path("v1", "secrets", namespace, secret_name(name))
+        url = Ref("v1", "secrets", namespace, secret_name(name))
         with contextlib.suppress(APIError):
-            await operator.api.merge_patch(url, {"metadata": {"ownerReferences": None}}, resource="secrets")
+            await operator.api.merge_patch(url, {"metadata": {"ownerReferences": None}})
     operator.poke_policies(f"{namespace}/{name}")

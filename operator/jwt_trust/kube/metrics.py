@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 from prometheus_client import Counter, Gauge
 
 KEYS = Gauge("jwt_trust_keys", "Keys per issuer and lifecycle state", ["issuer", "state"])
@@ -16,3 +19,12 @@ MATCHED = Gauge("jwt_trust_namespaces_matched", "Namespaces a policy selects", [
 SYNCED = Gauge(
     "jwt_trust_namespaces_synced", "Selected namespaces holding the current projection", ["policy"]
 )
+WATCH_RESTARTS = Counter(
+    "jwt_trust_watch_restarts_total", "Watches restarted after a failure (a new list follows)", ["resource"]
+)
+
+
+def forget(metric: Any, *labels: str) -> None:
+    """Drop one series (an object that no longer exists must not be reported forever)."""
+    with contextlib.suppress(KeyError):
+        metric.remove(*labels)

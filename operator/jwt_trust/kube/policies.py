@@ -186,6 +186,7 @@ class Target:
     name: str
     policy: str | None
     data_hash: str  # hash of the data actually stored (drift shows as a mismatch)
+    uid: str = ""  # deletes are conditional on it
 
 
 Action = Literal["apply", "delete", "conflict"]

@@ -389,6 +389,58 @@ def test_a_key_does_not_activate_until_every_target_has_been_written(
     assert first["activatesAt"] >= first["publishedAt"]
 
 
+def _denied_writes(kube: Kube) -> int:
+    """How many writes the freeze policy has refused, by the API server's own count."""
+    text = kube.plane.kubectl("get", "--raw", "/metrics").stdout
+    lines = [
+        line
+        for line in text.splitlines()
+        if line.startswith("apiserver_validating_admission_policy_check_total{")
+        and 'policy="e2e-freeze-configmaps"' in line
+        and 'enforcement_action="deny"' in line
+    ]
+    assert lines, "the API server reports no checks of the freeze policy"
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in lines)
+
+
+def test_a_target_that_keeps_refusing_writes_is_retried_with_backoff_and_reported_once(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    labels = _label()
+    home, blocked = kube.namespace(), kube.namespace(labels)
+    kube.apply(*_configmap_freeze())
+    kube.plane.kubectl("label", "namespace", blocked, f"{FREEZE_LABEL}=yes")
+
+    def denied() -> bool:
+        probe = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": f"probe-{uuid.uuid4().hex[:8]}", "namespace": blocked},
+        }
+        return kube.try_apply(probe)[0] != 0
+
+    wait_for(denied, what="the admission policy to take effect")
+    kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    kube.apply(policy(name, [(home, "idp")], labels))
+    wait_for(
+        lambda: (c := kube.condition("trustpolicy", name)) and c["reason"] == "WriteFailed",
+        what="WriteFailed",
+    )
+    before = _denied_writes(kube)
+    time.sleep(45)
+    retries = _denied_writes(kube) - before
+    # Retries 1, 2, 4, 8, 16, 32 s apart (at most 10 % sooner): at most 5 fall in 45 s, plus one that a
+    # change of the Issuer's status may prompt. A fixed 5 s retry would have made 9.
+    assert 1 <= retries <= 6, retries
+    # The summary and the per-namespace message each posted once: not once per retry.
+    events = [e for e in kube.events("default", name) if e["reason"] == "WriteFailed"]
+    assert 1 <= len(events) <= 2, [e["message"] for e in events]
+    kube.plane.kubectl("label", "namespace", blocked, f"{FREEZE_LABEL}-")
+    # Lifting the refusal changes the namespace, which prompts a write at once, whatever the backoff.
+    wait_for(lambda: kube.configmap(blocked, name), timeout=10, what="the write once allowed")
+
+
 def test_a_deleted_namespace_is_skipped_while_terminating_and_dropped_after(
     operator: OperatorProcess, kube: Kube
 ) -> None:

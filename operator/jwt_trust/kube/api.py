@@ -363,9 +363,11 @@ class KubeAPI:
         reason: str,
         message: str,
         *,
+        count: int = 1,
         component: str = "jwt-trust",
     ) -> None:
-        """Post a core/v1 Event about ``involved`` (an object with apiVersion, kind and metadata)."""
+        """Post a core/v1 Event about ``involved`` (an object with apiVersion, kind and metadata);
+        ``count``: how many occurrences it stands for (the event recorder's repeats)."""
         meta = involved.get("metadata") or {}
         namespace = meta.get("namespace") or "default"
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -386,7 +388,7 @@ class KubeAPI:
             "reportingInstance": component,
             "firstTimestamp": now,
             "lastTimestamp": now,
-            "count": 1,
+            "count": count,
         }
         # An Event is best effort; the condition in status carries the same information.
         with contextlib.suppress(TimeoutError, APIError, aiohttp.ClientError):

@@ -34,6 +34,8 @@ from jwt_trust.projection import content_hash
 
 from . import metrics
 from .api import APIError, KubeAPI, Ref
+from .backoff import Backoff
+from .events import EventRecorder
 from .external import FetchError, fetch_jwks
 from .informers import Informer, Key
 from .issuers import (
@@ -69,6 +71,7 @@ FINALIZER = "jwt-trust.dev/finalizer"
 RESYNC_SECONDS = 600.0
 DEBOUNCE_SECONDS = 0.1
 OUR_LABEL = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
+RETRY_CAUSES = ("api", "write", "fetch")
 KEY_STATES = ("pending", "next", "active", "retired")
 # How long kopf lets a daemon finish after setting its stop flag, before cancelling it: a reconciliation
 # runs to its end (the Secret, then the status; every target of a change) instead of being cut between
@@ -99,9 +102,11 @@ class Operator:
     policies: Informer[dict[str, Any]]
     write_slots: asyncio.Semaphore
     pokes: dict[tuple[str, str, str], asyncio.Event] = field(default_factory=dict)
-    reported: dict[tuple[str, str], str] = field(default_factory=dict)
+    events: EventRecorder = field(default_factory=EventRecorder)
+    # One retry policy; keys are (kind, namespace, name, cause) so that one cause's success does not
+    # reset another's count.
+    retries: Backoff = field(default_factory=Backoff)
     fetched: dict[Key, tuple[float, str]] = field(default_factory=dict)
-    fetch_failures: dict[Key, int] = field(default_factory=dict)
     stale_since: dict[str, float] = field(default_factory=dict)
     informers: list[Informer[Any]] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -118,9 +123,10 @@ class Operator:
         meta = (body or {}).get("metadata") or {}
         namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
         self.pokes.pop((kind, namespace, name), None)
-        uid = str(meta.get("uid"))
-        for reported in [r for r in self.reported if r[0] == uid and "uid" in meta]:
-            del self.reported[reported]
+        if "uid" in meta:
+            self.events.forget(str(meta["uid"]))
+        for cause in RETRY_CAUSES:
+            self.retries.succeeded((kind, namespace, name, cause))
         if kind == "policy":
             metrics.forget(metrics.MATCHED, name)
             metrics.forget(metrics.SYNCED, name)
@@ -131,7 +137,6 @@ class Operator:
         for metric in (metrics.ROTATIONS, metrics.REVOCATIONS, metrics.SECONDS_TO_ROTATION):
             metrics.forget(metric, issuer_ref)
         self.fetched.pop((namespace, name), None)
-        self.fetch_failures.pop((namespace, name), None)
         self.stale_since.pop(issuer_ref, None)
 
     def poke_policies(self, issuer_ref: str | None = None) -> None:
@@ -140,14 +145,18 @@ class Operator:
                 self.poke("policy", "", name)
 
     async def report(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
-        """Post an Event, once per distinct (object, reason, message) in a row."""
+        """Post an Event unless the recorder says this (object, reason, message) was posted lately."""
         uid = str((obj.get("metadata") or {}).get("uid"))
-        if self.reported.get((uid, reason)) == message:
+        count = self.events.record(uid, reason, message, time.time())
+        if count is None:
             return
-        self.reported[(uid, reason)] = message
         if type_ == "Warning":
             metrics.FAILURES.labels(kind=str(obj.get("kind")), reason=reason).inc()
-        await self.api.event(obj, type_, reason, message)
+        await self.api.event(obj, type_, reason, message, count=count)
+
+    def cleared(self, obj: Mapping[str, Any], reason: str) -> None:
+        """A failure reported under ``reason`` is over: the next occurrence is news again."""
+        self.events.forget(str((obj.get("metadata") or {}).get("uid")), reason)
 
 
 def _policy_refs(body: Mapping[str, Any]) -> set[str]:
@@ -378,12 +387,12 @@ async def _reconcile_until_stopped(
     operator: Operator, kind: str, namespace: str, name: str, *, stopped: kopf.DaemonStopped, reconcile: Any
 ) -> None:
     wake = operator.wake(kind, namespace, name)
-    failures = 0
+    retry_key = (kind, namespace, name, "api")
     while not stopped:
         wake.clear()
         try:
             wake_at = await reconcile(operator, namespace, name)
-            failures = 0
+            operator.retries.succeeded(retry_key)
         except (TimeoutError, APIError, aiohttp.ClientError, OSError) as error:
             if isinstance(error, APIError) and error.status == 409:
                 # A conditional write lost a race (the object changed since we read it): read it
@@ -391,10 +400,9 @@ async def _reconcile_until_stopped(
                 log.info("%s %s/%s: changed while reconciling; again", kind, namespace, name)
                 wake_at = time.time()
             else:
-                failures += 1
                 log.warning("%s %s/%s: reconciliation failed (%s); retrying", kind, namespace, name, error)
                 metrics.FAILURES.labels(kind=kind, reason=type(error).__name__).inc()
-                wake_at = time.time() + min(2.0**failures, 60.0)
+                wake_at = operator.retries.failed(retry_key, time.time())
         delay = RESYNC_SECONDS if wake_at is None else min(max(wake_at - time.time(), 0.0), RESYNC_SECONDS)
         if await _sleep(wake, stopped, delay):
             return
@@ -728,9 +736,9 @@ async def reconcile_external(
     except SpecError as error:
         await _not_ready(operator, body, url, error, "Issuer")
         # Back off, but keep trying: the provider may come back.
-        failures = operator.fetch_failures[key] = operator.fetch_failures.get(key, 0) + 1
-        return now + min(float(external.refresh_interval), 5.0 * 2.0 ** min(failures, 6))
-    operator.fetch_failures.pop(key, None)
+        retry_at = operator.retries.failed(("issuer", *key, "fetch"), now)
+        return min(now + float(external.refresh_interval), retry_at)
+    operator.retries.succeeded(("issuer", *key, "fetch"))
     entries = [
         {
             "kid": jwk["kid"],
@@ -747,7 +755,7 @@ async def reconcile_external(
         message += f"; skipped: {skipped}"
         await operator.report(body, "Warning", "JWKSKeysSkipped", skipped[:1024])
     else:
-        operator.reported.pop((str(meta.get("uid")), "JWKSKeysSkipped"), None)
+        operator.cleared(body, "JWKSKeysSkipped")
     winding_down: list[dict[str, Any]] = []
     if records_from_status(status):
         # The Issuer generated keys before it mirrored this provider.
@@ -768,7 +776,7 @@ async def reconcile_external(
         new_status["jwksUpdatedAt"] = iso(int(now))
         await operator.report(body, "Normal", "JWKSUpdated", message)
     await _patch_status(operator, body, url, new_status)
-    operator.reported.pop((str(meta.get("uid")), "JWKSFetchFailed"), None)
+    operator.cleared(body, "JWKSFetchFailed")
     return wake_at
 
 
@@ -1011,8 +1019,11 @@ async def reconcile_policy(operator: Operator, _namespace: str, name: str) -> fl
     await _patch_status(operator, body, url, new_status)
     metrics.MATCHED.labels(policy=name).set(len(matched))
     metrics.SYNCED.labels(policy=name).set(len(synced))
-    # Retry failed writes with a backoff; otherwise sleep until poked (or the periodic resync).
-    return now + 5.0 if write_failures else None
+    # Retry failed writes with the backoff; otherwise sleep until poked (or the periodic resync).
+    if write_failures:
+        return operator.retries.failed(("policy", "", name, "write"), now)
+    operator.retries.succeeded(("policy", "", name, "write"))
+    return None
 
 
 ISSUER_SETTLE_SECONDS = 5.0

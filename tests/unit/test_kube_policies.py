@@ -26,6 +26,7 @@ from jwt_trust.kube.policies import (
     Target,
     data_size,
     issuer_trust,
+    next_revision,
     parse_policy_spec,
     parse_selector,
     plan_targets,
@@ -590,3 +591,39 @@ def test_published_kids_is_json_serialisable_for_the_status() -> None:
     assert json.loads(json.dumps(published_kids(projection))) == [
         {"issuer": "auth/main", "kids": [KEY_A["kid"]]}
     ]
+
+
+# --- next_revision ---------------------------------------------------------------------------------
+
+
+def test_unchanged_content_keeps_its_revision_and_a_change_takes_the_next() -> None:
+    assert next_revision((4, "a"), None, "a") == (4, "a")
+    assert next_revision((4, "a"), None, "b") == (5, "b")
+    assert next_revision((0, None), None, "a") == (1, "a")
+
+
+def test_two_changes_before_the_cache_catches_up_get_two_revisions() -> None:
+    # The cache still shows revision 4 of content "a"; this process already wrote 5 for "b".
+    assert next_revision((4, "a"), (5, "b"), "c") == (6, "c")
+    assert next_revision((4, "a"), (5, "b"), "b") == (5, "b")
+    # Once the cache has caught up (or another replica moved on), the status wins.
+    assert next_revision((7, "d"), (5, "b"), "d") == (7, "d")
+
+
+@given(
+    changes=st.lists(st.sampled_from("abcd"), min_size=1, max_size=30),
+    lags=st.lists(st.booleans(), min_size=30, max_size=30),
+)
+def test_revisions_increase_on_every_change_whatever_the_cache_lag(
+    changes: list[str], lags: list[bool]
+) -> None:
+    status: tuple[int, str | None] = (0, None)
+    written: tuple[int, str | None] | None = None
+    seen: dict[int, str] = {}
+    for content, lagging in zip(changes, lags, strict=False):
+        revision = next_revision(status, written, content)
+        assert seen.setdefault(revision[0], content) == content, "one revision named two contents"
+        assert written is None or revision[0] >= written[0]
+        written = revision
+        if not lagging:
+            status = revision

@@ -57,7 +57,9 @@ from .policies import (
     MANAGED_BY,
     MANAGED_BY_VALUE,
     POLICY_LABEL,
+    Revision,
     Target,
+    next_revision,
     parse_policy_spec,
     plan_targets,
     project,
@@ -108,6 +110,7 @@ class Operator:
     retries: Backoff = field(default_factory=Backoff)
     fetched: dict[Key, tuple[float, str]] = field(default_factory=dict)
     stale_since: dict[str, float] = field(default_factory=dict)
+    revisions: dict[str, Revision] = field(default_factory=dict)  # per policy: the last one written
     informers: list[Informer[Any]] = field(default_factory=list)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -128,6 +131,7 @@ class Operator:
         for cause in RETRY_CAUSES:
             self.retries.succeeded((kind, namespace, name, cause))
         if kind == "policy":
+            self.revisions.pop(name, None)
             metrics.forget(metrics.MATCHED, name)
             metrics.forget(metrics.SYNCED, name)
             return
@@ -916,9 +920,8 @@ async def reconcile_policy(operator: Operator, _namespace: str, name: str) -> fl
     }
     projection = project(spec, issuers, now)
     status = body.get("status") or {}
-    revision = int(status.get("revision") or 0)
-    if status.get("contentHash") != projection.unhashed:
-        revision += 1
+    recorded = (int(status.get("revision") or 0), status.get("contentHash"))
+    revision, _ = next_revision(recorded, operator.revisions.get(name), projection.unhashed)
     data = projection.data(revision)
     if too_large(data):
         await _not_ready(
@@ -1017,6 +1020,7 @@ async def reconcile_policy(operator: Operator, _namespace: str, name: str) -> fl
         "publishedKeys": published,
     }
     await _patch_status(operator, body, url, new_status)
+    operator.revisions[name] = (revision, projection.unhashed)
     metrics.MATCHED.labels(policy=name).set(len(matched))
     metrics.SYNCED.labels(policy=name).set(len(synced))
     # Retry failed writes with the backoff; otherwise sleep until poked (or the periodic resync).

@@ -169,6 +169,21 @@ def project(policy: PolicySpec, issuers: Mapping[str, Mapping[str, Any]], now: i
     return Projection(trust, tuple(missing), content_hash(render_configmap_data(trust, revision=0)))
 
 
+Revision = tuple[int, str | None]
+"""A ``trust.json`` revision and the hash of the content it names (``status.revision``/``contentHash``)."""
+
+
+def next_revision(recorded: Revision, written: Revision | None, content_hash: str) -> Revision:
+    """The revision for ``content_hash``: the newest known one if the content is unchanged, else one more.
+
+    ``recorded`` is what the (cached) status says; ``written`` what this process last wrote, which the
+    cache may not show yet. Taking the newer of the two keeps the contract that the revision increases
+    on every change, even when two changes are reconciled before the watch reports the first.
+    """
+    newest = max(recorded, written or (0, None), key=lambda revision: revision[0])
+    return newest if newest[1] == content_hash else (newest[0] + 1, content_hash)
+
+
 def data_size(data: Mapping[str, str]) -> int:
     return sum(len(k.encode()) + len(v.encode()) for k, v in data.items())
 

@@ -342,12 +342,10 @@ def _configmap_freeze() -> list[dict[str, Any]]:
     ]
 
 
-def test_a_key_does_not_activate_until_every_target_has_been_written(
-    operator: OperatorProcess, kube: Kube
-) -> None:
-    labels = _label()
-    home, blocked = kube.namespace(), kube.namespace(labels)
-    # An admission policy that refuses every ConfigMap write in this namespace while it carries a label.
+def _frozen_namespace(kube: Kube, labels: dict[str, str]) -> str:
+    """A new namespace with ``labels`` in which an admission policy refuses every ConfigMap write
+    while it carries the freeze label."""
+    blocked = kube.namespace(labels)
     kube.apply(*_configmap_freeze())
     kube.plane.kubectl("label", "namespace", blocked, f"{FREEZE_LABEL}=yes")
 
@@ -362,6 +360,14 @@ def test_a_key_does_not_activate_until_every_target_has_been_written(
         return kube.try_apply(probe)[0] != 0
 
     wait_for(denied, what="the admission policy to take effect")
+    return blocked
+
+
+def test_a_key_does_not_activate_until_every_target_has_been_written(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    labels = _label()
+    home, blocked = kube.namespace(), _frozen_namespace(kube, labels)
     name = f"p-{uuid.uuid4().hex[:8]}"
     kube.apply(policy(name, [(home, "idp")], labels))
     kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
@@ -407,19 +413,7 @@ def test_a_target_that_keeps_refusing_writes_is_retried_with_backoff_and_reporte
     operator: OperatorProcess, kube: Kube
 ) -> None:
     labels = _label()
-    home, blocked = kube.namespace(), kube.namespace(labels)
-    kube.apply(*_configmap_freeze())
-    kube.plane.kubectl("label", "namespace", blocked, f"{FREEZE_LABEL}=yes")
-
-    def denied() -> bool:
-        probe = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": f"probe-{uuid.uuid4().hex[:8]}", "namespace": blocked},
-        }
-        return kube.try_apply(probe)[0] != 0
-
-    wait_for(denied, what="the admission policy to take effect")
+    home, blocked = kube.namespace(), _frozen_namespace(kube, labels)
     kube.apply(issuer(home, "idp", rotation=FAST_ROTATION))
     name = f"p-{uuid.uuid4().hex[:8]}"
     kube.apply(policy(name, [(home, "idp")], labels))

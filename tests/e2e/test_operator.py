@@ -18,7 +18,7 @@ from support import FAST_ROTATION, Kube, issuer, policy, wait_for
 from jwt_trust.errors import InvalidAudience, RevokedToken
 from jwt_trust.projection import JWKS_FILE, parse_trust_files
 from jwt_trust.signer import KEYS_FILE, Signer
-from jwt_trust.testing.operator import OperatorProcess
+from jwt_trust.testing.operator import OperatorProcess, metric_total
 from jwt_trust.verifier import TrustStore
 
 pytestmark = pytest.mark.e2e
@@ -398,15 +398,9 @@ def test_a_key_does_not_activate_until_every_target_has_been_written(
 def _denied_writes(kube: Kube) -> int:
     """How many writes the freeze policy has refused, by the API server's own count."""
     text = kube.plane.kubectl("get", "--raw", "/metrics").stdout
-    lines = [
-        line
-        for line in text.splitlines()
-        if line.startswith("apiserver_validating_admission_policy_check_total{")
-        and 'policy="e2e-freeze-configmaps"' in line
-        and 'enforcement_action="deny"' in line
-    ]
-    assert lines, "the API server reports no checks of the freeze policy"
-    return sum(int(float(line.rsplit(" ", 1)[1])) for line in lines)
+    name = "apiserver_validating_admission_policy_check_total"
+    assert f'{name}{{' in text, "the API server reports no admission policy checks"
+    return int(metric_total(text, name, policy="e2e-freeze-configmaps", enforcement_action="deny"))
 
 
 def test_a_target_that_keeps_refusing_writes_is_retried_with_backoff_and_reported_once(

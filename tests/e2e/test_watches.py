@@ -22,7 +22,7 @@ from support import FAST_ROTATION, Kube, TCPRelay, issuer, policy, wait_for
 
 from jwt_trust.keys import thumbprint
 from jwt_trust.projection import JWKS_FILE
-from jwt_trust.testing.operator import OperatorProcess
+from jwt_trust.testing.operator import OperatorProcess, metric_total
 
 pytestmark = pytest.mark.e2e
 
@@ -101,13 +101,8 @@ def test_a_projection_near_the_size_limit_is_restored_and_repaired_within_second
 
 def _restarts(process: OperatorProcess, resource: str | None = None) -> float:
     """The operator's ``jwt_trust_watch_restarts_total``, all resources or one."""
-    total = 0.0
-    for line in process.metrics().splitlines():
-        if line.startswith("jwt_trust_watch_restarts_total{") and (
-            resource is None or f'resource="{resource}"' in line
-        ):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+    labels = {} if resource is None else {"resource": resource}
+    return metric_total(process.metrics(), "jwt_trust_watch_restarts_total", **labels)
 
 
 def _through(relay: TCPRelay, kubeconfig: Path, path: Path) -> Path:

@@ -123,13 +123,8 @@ class OperatorProcess:
     def writes(self, resource: str | None = None) -> float:
         """The operator's own count of the writes it sent (``jwt_trust_api_writes_total``), all
         resources or one (``configmaps``, ``issuers/status``, ...)."""
-        total = 0.0
-        for line in self.metrics().splitlines():
-            if line.startswith("jwt_trust_api_writes_total{") and (
-                resource is None or f'resource="{resource}"' in line
-            ):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        labels = {} if resource is None else {"resource": resource}
+        return metric_total(self.metrics(), "jwt_trust_api_writes_total", **labels)
 
     def kill(self) -> None:
         """SIGKILL, no clean-up: what a crash or an OOM kill does."""
@@ -186,3 +181,12 @@ def dev_operator_down(state_dir: Path) -> None:
             time.sleep(0.2)
         os.killpg(pid, signal.SIGKILL)
     path.unlink(missing_ok=True)
+
+
+def metric_total(text: str, name: str, **labels: str) -> float:
+    """The sum of a Prometheus metric's samples in exposition ``text`` that carry every given label."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

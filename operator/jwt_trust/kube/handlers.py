@@ -22,7 +22,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from jwt_trust.projection import content_hash
+from jwt_trust.rotation import KeyRecord
 
 from . import metrics
 from .api import APIError, KubeAPI, Ref
@@ -539,6 +540,10 @@ def _secret_body(issuer: Mapping[str, Any], data: Mapping[str, bytes], spec: Iss
     }
 
 
+def _secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
 def _ours(obj: Mapping[str, Any]) -> bool:
     """True for an object we created: our label, or an Apply entry of our field manager."""
     meta = obj.get("metadata") or {}
@@ -587,7 +592,7 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
             "Issuer",
         )
         return None
-    data = {k: base64.b64decode(v) for k, v in (secret or {}).get("data", {}).items()} if secret else None
+    data = _secret_data(secret) if secret else None
     try:
         stored = load_stored(data)
     except SpecError as error:
@@ -761,10 +766,11 @@ async def reconcile_external(
     else:
         operator.cleared(body, "JWKSKeysSkipped")
     winding_down: list[dict[str, Any]] = []
-    if records_from_status(status):
+    if generated := records_from_status(status):
         # The Issuer generated keys before it mirrored this provider.
-        wound = await _wind_down(operator, body, spec, status, int(now))
-        winding_down = status_keys(wound.records, wound.public_keys, int(now))
+        moment = int(now)
+        wound = await _wind_down(operator, body, spec, status, generated=generated, now=moment)
+        winding_down = status_keys(wound.records, wound.public_keys, moment)
         if wound.records:
             until = max(r.remove_at or 0 for r in wound.records)
             message += f"; {len(wound.records)} generated keys stay published until {iso(until)}"
@@ -785,7 +791,13 @@ async def reconcile_external(
 
 
 async def _wind_down(
-    operator: Operator, body: Mapping[str, Any], spec: IssuerSpec, status: Mapping[str, Any], now: int
+    operator: Operator,
+    body: Mapping[str, Any],
+    spec: IssuerSpec,
+    status: Mapping[str, Any],
+    *,
+    generated: Sequence[KeyRecord],
+    now: int,
 ) -> Step:
     """Retire the keys an Issuer generated before it mirrored an external JWKS.
 
@@ -804,7 +816,7 @@ async def _wind_down(
     data = None
     stored = None
     if secret is not None and _ours(secret):
-        data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+        data = _secret_data(secret)
         with contextlib.suppress(SpecError):
             stored = load_stored(data)
     result = step(
@@ -813,7 +825,7 @@ async def _wind_down(
         dataclasses.replace(stored, private_keys={}) if stored is not None else None,
         (),
         status_keys=stored_public_keys(status),
-        recorded=records_from_status(status),
+        recorded=generated,
         generate_keys=False,
     )
     for type_, reason, text in result.events:

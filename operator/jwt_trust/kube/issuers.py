@@ -226,6 +226,7 @@ def step(
     records: list[KeyRecord] = list(stored.records) if stored else []
     in_secret = {r.kid for r in records}
     records += [r for r in recorded if r.kid not in in_secret]
+    before = {r.kid: r for r in records}
     private_keys: dict[str, PrivateKey] = dict(stored.private_keys) if stored else {}
     public_keys = dict(status_keys or {})
     events: list[tuple[str, str, str]] = []
@@ -286,7 +287,6 @@ def step(
             events.append(("Warning", "KeyRevoked", f"key {kid} withdrawn"))
         else:
             events.append(("Normal", "KeyRemoved", f"key {kid} withdrawn"))
-    before = {r.kid: r for r in (stored.records if stored else recorded)}
     for record in result.keys:
         old = before.get(record.kid)
         if record.activates_at is not None and (old is None or old.activates_at is None):

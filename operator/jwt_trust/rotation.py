@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 KeyState = Literal["pending", "next", "active", "retired"]
+KEY_STATES: tuple[KeyState, ...] = ("pending", "next", "active", "retired")
 OnRevoke = Literal["Immediate", "Pause"]
 
 MAX_KEYS = 5
@@ -273,6 +274,45 @@ def _withdraw_lost(
     return kept, lost, dropped
 
 
+def _predecessor(keys: Sequence[KeyRecord]) -> KeyRecord | None:
+    """The key a newly scheduled key takes over from: the last one scheduled that has no successor."""
+    scheduled = [k for k in keys if k.activates_at is not None and k.retires_at is None]
+    return max(scheduled, key=lambda k: k.activates_at or 0, default=None)
+
+
+def _activation(
+    record: KeyRecord, published_at: int, predecessor: KeyRecord | None, base: int, spec: RotationSpec
+) -> int:
+    if predecessor is not None:
+        assert predecessor.activates_at is not None
+        return max(_earliest_activation(published_at, base, spec), predecessor.activates_at + spec.every)
+    if record.activate_on_publish:
+        # After an emergency the user chose availability: tokens from the fresh key may fail for up
+        # to P, which the documentation states.
+        return max(published_at, base)
+    return _earliest_activation(published_at, base, spec)
+
+
+def _base(now: int, records: Sequence[KeyRecord]) -> int:
+    # Past events already recorded bound "now" from below: a clock stepped backwards must not make a
+    # new timestamp earlier than one it follows.
+    return max([now, *(r.created_at for r in records), *(r.published_at or now for r in records)])
+
+
+def earliest_activation(now: int, records: Sequence[KeyRecord], spec: RotationSpec) -> int | None:
+    """The earliest moment a key still waiting for publication can activate (None: no key waits).
+
+    No activation time exists before a key is published everywhere, so this is what an operator can
+    tell a user meanwhile: if the key is published at any moment from ``now`` on, :func:`plan` gives
+    it this activation time or a later one.
+    """
+    waiting = [r for r in records if r.published_at is None and r.retires_at is None]
+    if not waiting:
+        return None
+    base, predecessor = _base(now, records), _predecessor(records)
+    return min(_activation(r, now, predecessor, base, spec) for r in waiting)
+
+
 def plan(
     now: int,
     records: Sequence[KeyRecord],
@@ -288,9 +328,7 @@ def plan(
     is a lost key (:func:`_withdraw_lost`). Revocation is applied first: a revoked key is withdrawn
     whether or not its private part survived.
     """
-    # Past events already recorded bound "now" from below: a clock stepped backwards must not make a
-    # new timestamp earlier than one it follows.
-    base = max([now, *(r.created_at for r in records), *(r.published_at or now for r in records)])
+    base = _base(now, records)
     removed: list[str] = []
     current = signing_key(records, now)
     keys = list(records)
@@ -331,19 +369,8 @@ def plan(
     for i, r in enumerate(keys):
         if r.published_at is None or r.activates_at is not None:
             continue
-        scheduled = [k for k in keys if k.activates_at is not None and k.retires_at is None]
-        predecessor = max(scheduled, key=lambda k: k.activates_at or 0, default=None)
-        if predecessor is not None:
-            assert predecessor.activates_at is not None
-            activates = max(
-                _earliest_activation(r.published_at, base, spec), predecessor.activates_at + spec.every
-            )
-        elif r.activate_on_publish:
-            # After an emergency the user chose availability: tokens from the fresh key may fail
-            # for up to P, which the documentation states.
-            activates = max(r.published_at, base)
-        else:
-            activates = _earliest_activation(r.published_at, base, spec)
+        predecessor = _predecessor(keys)
+        activates = _activation(r, r.published_at, predecessor, base, spec)
         keys[i] = dataclasses.replace(r, activates_at=activates)
         if predecessor is not None:
             j = keys.index(predecessor)

@@ -17,7 +17,8 @@ import kopf
 import pytest
 from prometheus_client import REGISTRY
 
-from jwt_trust.kube.api import APIError, KubeAPI, Ref
+from jwt_trust.kube.api import KubeAPI, Ref
+from jwt_trust.kube.errors import APIError
 from jwt_trust.kube.informers import Informer
 from jwt_trust.projection import content_hash
 from jwt_trust.testing.cluster import ControlPlane

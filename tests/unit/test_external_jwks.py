@@ -13,8 +13,9 @@ import aiohttp
 import pytest
 
 from jwt_trust.keys import generate_private_key, public_jwk
-from jwt_trust.kube.external import FetchError, fetch_jwks
-from jwt_trust.kube.issuers import SpecError, parse_external_jwks
+from jwt_trust.kube.errors import FetchError, SpecError
+from jwt_trust.kube.external import fetch_jwks
+from jwt_trust.kube.issuers import parse_external_jwks
 from jwt_trust.testing.https import Route, serve_https
 
 JWKS = json.dumps({"keys": [public_jwk(generate_private_key("ES256").public_key(), "ES256")]}).encode()
@@ -40,9 +41,10 @@ def test_fetches_a_jwks_over_https_verified_with_the_given_ca_bundle() -> None:
 def test_refuses_a_server_whose_certificate_the_bundle_does_not_trust() -> None:
     with (
         serve_https({"/jwks": Route(body=JWKS)}) as server,
-        pytest.raises(aiohttp.ClientConnectorCertificateError),
+        pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED") as raised,
     ):
         _fetch(f"{server.base_url}/jwks", None)
+    assert isinstance(raised.value.__cause__, aiohttp.ClientConnectorCertificateError)
 
 
 def test_refuses_plain_http() -> None:
@@ -88,8 +90,9 @@ def test_refuses_a_response_larger_than_the_limit() -> None:
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_gives_up_on_a_server_slower_than_the_timeout() -> None:
     with serve_https({"/slow": Route(body=JWKS, delay=2.0)}) as server:
-        with pytest.raises(TimeoutError):
+        with pytest.raises(FetchError, match="TimeoutError") as raised:
             _fetch(f"{server.base_url}/slow", server.ca_pem, timeout=0.5)
+        assert isinstance(raised.value.__cause__, TimeoutError)
         gc.collect()  # let the warning about the abandoned transport fire here, where it is filtered
 
 

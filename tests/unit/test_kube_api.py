@@ -19,7 +19,8 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from jwt_trust.kube.api import APIError, KubeAPI, Ref, json_lines
+from jwt_trust.kube.api import KubeAPI, Ref, json_lines
+from jwt_trust.kube.errors import APIError
 from jwt_trust.kube.informers import Informer
 
 

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from jwt_trust.keys import generate_private_key, public_jwk
-from jwt_trust.kube.issuers import SpecError
+from jwt_trust.kube.errors import SpecError
 from jwt_trust.kube.policies import (
     Action,
     PolicySpec,

@@ -157,6 +157,41 @@ def test_next_key_is_created_when_the_previous_activates_and_waits_a_whole_perio
     assert p2.wake_at == t1 + R
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    active_since=st.integers(0, 2 * R),
+    created=st.integers(0, 2 * R),
+    wait=st.integers(0, 3 * R),
+    delay=st.integers(0, 3 * R),
+    first_key=st.booleans(),
+    immediate=st.booleans(),
+)
+def test_the_earliest_activation_shown_before_publication_is_never_later_than_the_real_one(
+    *, active_since: int, created: int, wait: int, delay: int, first_key: bool, immediate: bool
+) -> None:
+    """While a key waits for publication no activation time exists; ``earliest_activation`` is what
+    the status shows meanwhile. Whenever the key is published from then on, it activates no earlier."""
+    records: tuple[KeyRecord, ...] = ()
+    if not first_key:
+        records = (KeyRecord("a", "ES256", created_at=T0, published_at=T0, activates_at=T0 + active_since),)
+    pending = KeyRecord("b", "ES256", created_at=T0 + created, activate_on_publish=immediate)
+    records = (*records, pending)
+    now = T0 + created + wait
+    shown = rotation.earliest_activation(now, records, SPEC)
+    assert shown is not None
+    published_at = now + delay
+    after = plan(published_at, mark_published(records, ["b"], published_at), SPEC)
+    (scheduled,) = [r for r in after.keys if r.kid == "b"]
+    assert scheduled.activates_at is not None
+    assert scheduled.activates_at >= shown
+    if delay == 0:
+        assert scheduled.activates_at == shown  # published at once, it is exact
+
+
+def test_no_earliest_activation_when_no_key_waits_for_publication() -> None:
+    assert rotation.earliest_activation(T0, settle(T0, ()).keys, SPEC) is None
+
+
 def test_steady_state_keeps_three_keys_and_drops_expired_ones() -> None:
     p = settle(T0, ())
     now = T0

@@ -32,7 +32,7 @@ import json
 import logging
 import tempfile
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +41,7 @@ import aiohttp
 import kopf
 from kubernetes_asyncio import client as k8s
 
+from .errors import APIError, Transient, TransportError, api_error
 from .metrics import WRITES
 
 FIELD_MANAGER = "jwt-trust"
@@ -71,14 +72,6 @@ class Ref:
     @property
     def core(self) -> bool:
         return self.group_version == "v1"
-
-
-class APIError(Exception):
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(f"{status} {reason}: {message}")
-        self.status = status
-        self.reason = reason
-        self.message = message
 
 
 def _pem(data: str | bytes) -> bytes:
@@ -201,15 +194,16 @@ class KubeAPI:
             api_client = self._client
             assert api_client is not None
             method, args = _operation(api_client, target, verb, subresource)
-            response: aiohttp.ClientResponse = await method(
-                *args, *body, _preload_content=False, _request_timeout=timeout, **params
-            )
-            if response.status < 400:
-                return response
-            try:
-                payload = await response.read()
-            finally:
-                response.release()
+            with _transport(target, verb):
+                response: aiohttp.ClientResponse = await method(
+                    *args, *body, _preload_content=False, _request_timeout=timeout, **params
+                )
+                if response.status < 400:
+                    return response
+                try:
+                    payload = await response.read()
+                finally:
+                    response.release()
             if response.status == 401 and not relogged:
                 relogged = True
                 await self._relogin(api_client)
@@ -225,7 +219,8 @@ class KubeAPI:
     async def _json(self, target: Ref, verb: str, *body: Any, **params: Any) -> Any:
         response = await self._call(target, verb, *body, **params)
         try:
-            payload = await response.read()
+            with _transport(target, verb):
+                payload = await response.read()
         finally:
             response.release()
         return json.loads(payload) if payload else None
@@ -284,7 +279,7 @@ class KubeAPI:
                 event = json.loads(line)
                 if event.get("type") == "ERROR":
                     status = event.get("object") or {}
-                    raise APIError(
+                    raise api_error(
                         int(status.get("code", 500)),
                         str(status.get("reason", "")),
                         str(status.get("message", "")),
@@ -317,16 +312,29 @@ class KubeAPI:
         return await self._json(target, "create", body)
 
     async def apply(
-        self, target: Ref, body: Mapping[str, Any], *, force: bool, resource_version: str | None = None
+        self,
+        target: Ref,
+        body: Mapping[str, Any],
+        *,
+        force: bool,
+        resource_version: str | None = None,
+        subresource: str | None = None,
     ) -> Any:
         """Server-side apply under our field manager. With ``resource_version`` the apply succeeds only
         if the object is still at that version (409 Conflict otherwise): a write decided from a read
         cannot overwrite a change made after that read."""
         if resource_version is not None:
             body = {**body, "metadata": {**body["metadata"], "resourceVersion": resource_version}}
-        WRITES.labels(verb="apply", resource=target.resource).inc()
+        resource = f"{target.resource}/{subresource}" if subresource else target.resource
+        WRITES.labels(verb="apply", resource=resource).inc()
         return await self._json(
-            target, "patch", body, field_manager=FIELD_MANAGER, force=force, _content_type=APPLY_PATCH
+            target,
+            "patch",
+            body,
+            subresource=subresource,
+            field_manager=FIELD_MANAGER,
+            force=force,
+            _content_type=APPLY_PATCH,
         )
 
     async def merge_patch(
@@ -391,7 +399,7 @@ class KubeAPI:
             "count": count,
         }
         # An Event is best effort; the condition in status carries the same information.
-        with contextlib.suppress(TimeoutError, APIError, aiohttp.ClientError):
+        with contextlib.suppress(Transient):
             await self.create(Ref("v1", "events", namespace), body)
 
 
@@ -429,6 +437,15 @@ def _retry_after(value: str | None) -> float:
 def _error(status: int, payload: bytes) -> APIError:
     try:
         document = json.loads(payload)
-        return APIError(status, str(document.get("reason", "")), str(document.get("message", ""))[:500])
+        return api_error(status, str(document.get("reason", "")), str(document.get("message", ""))[:500])
     except (ValueError, AttributeError):
-        return APIError(status, "", payload[:200].decode(errors="replace"))
+        return api_error(status, "", payload[:200].decode(errors="replace"))
+
+
+@contextlib.contextmanager
+def _transport(target: Ref, verb: str) -> Iterator[None]:
+    """The client's network failures as one typed error (TransportError), so callers need not know aiohttp."""
+    try:
+        yield
+    except (aiohttp.ClientError, TimeoutError, OSError) as error:
+        raise TransportError(f"{verb} {target.resource}: {type(error).__name__}: {error}") from error

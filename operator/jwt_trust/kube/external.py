@@ -12,15 +12,27 @@ from urllib.parse import urlsplit
 import aiohttp
 import yarl
 
-
-class FetchError(Exception):
-    pass
+from .errors import FetchError
 
 
 async def fetch_jwks(
     url: str, *, ca_bundle: str | None, timeout: float, max_bytes: int, max_redirects: int = 3
 ) -> bytes:
-    """GET an https JWKS with certificate verification, a time and size limit, same-host redirects only."""
+    """GET an https JWKS with certificate verification, a time and size limit, same-host redirects only.
+
+    Every way it can fail (refused URL, network, TLS, timeout, status, size) raises FetchError.
+    """
+    try:
+        return await _fetch(
+            url, ca_bundle=ca_bundle, timeout=timeout, max_bytes=max_bytes, max_redirects=max_redirects
+        )
+    except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as error:
+        raise FetchError(f"{type(error).__name__}: {error}") from error
+
+
+async def _fetch(
+    url: str, *, ca_bundle: str | None, timeout: float, max_bytes: int, max_redirects: int
+) -> bytes:
     context = ssl.create_default_context(cadata=ca_bundle) if ca_bundle else ssl.create_default_context()
     origin = urlsplit(url)
     connector = aiohttp.TCPConnector(ssl=context, force_close=True)

@@ -27,7 +27,8 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from . import metrics
-from .api import APIError, KubeAPI, Ref
+from .api import KubeAPI, Ref
+from .errors import APIError
 
 Summary = TypeVar("Summary")
 Key = tuple[str, str]  # (namespace or "", name)

@@ -37,6 +37,8 @@ from jwt_trust.rotation import (
 )
 from jwt_trust.signer import SigningKeys, render_secret_data
 
+from .errors import SpecError
+
 SECRET_SUFFIX = "-signing-keys"  # noqa: S105 (a name, not a password)
 MAX_EXTERNAL_KEYS = 64
 # The algorithms an Issuer generates keys for: spec.algorithm's enum in the CRD (where Ed25519, the RFC
@@ -44,15 +46,6 @@ MAX_EXTERNAL_KEYS = 64
 # issuers' keys, trust policies) but not generated: a longer hash does not make an RSA key stronger.
 GENERATED_ALGORITHMS = ("EdDSA", "ES256", "ES384", "ES512", "PS256", "RS256")
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-
-
-class SpecError(ValueError):
-    """A spec the schema could not refuse; ``reason`` becomes the Ready condition's reason."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 @dataclass(frozen=True)

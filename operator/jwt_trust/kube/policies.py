@@ -21,7 +21,8 @@ from jwt_trust.projection import (
 )
 from jwt_trust.rotation import parse_duration
 
-from .issuers import SpecError, epoch, stored_public_keys
+from .errors import SpecError
+from .issuers import epoch, stored_public_keys
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "jwt-trust"

@@ -1,0 +1,527 @@
+"""What one reconciliation of an Issuer or a TrustPolicy must do, decided from what was observed.
+
+Pure: no I/O, no kopf, no client, no clock (every function takes ``now``). The handlers read the
+caches, the Secret and an external JWKS, call these functions, and apply the outcome: the Secret,
+then the targets, then one status write, the Events, and when to look again. So every rule that keeps
+tokens valid or says what a user sees is here and unit-tested with a fake clock.
+
+Everything returned for ``status`` is the complete status we own (kopf's ``status.kopf`` aside): it is
+written by server-side apply, so a field left out is a field removed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jwt_trust.projection import content_hash
+from jwt_trust.rotation import KEY_STATES, earliest_activation
+
+from .errors import NotReady
+from .issuers import ExternalJWKS, IssuerSpec, Step, iso, secret_name, status_keys
+from .policies import (
+    HASH_ANNOTATION,
+    MANAGED_BY,
+    MANAGED_BY_VALUE,
+    POLICY_LABEL,
+    Action,
+    PolicySpec,
+    Projection,
+    Revision,
+    Target,
+    next_revision,
+    plan_targets,
+    project,
+    published_kids,
+    too_large,
+)
+
+GROUP, VERSION = "jwt-trust.dev", "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+ISSUER_LABEL = "jwt-trust.dev/issuer"
+FIELD_MANAGER = "jwt-trust"
+# A policy waits at most this long for a named Issuer whose spec changed to reconcile (see settling).
+ISSUER_SETTLE_SECONDS = 5.0
+SETTLE_POLL_SECONDS = 0.2
+# At most this many failed namespaces are listed in a policy's status, and reported one Event each.
+FAILED_LISTED, FAILED_REPORTED = 100, 5
+NOT_OURS_REASONS = ("TargetNotOwned", "TargetOwnedByAnotherPolicy")
+
+Event = tuple[str, str, str]
+"""An Event to report: (type, reason, message)."""
+
+
+# --- shared ---------------------------------------------------------------------------------------
+
+
+def ready_condition(
+    ok: bool, reason: str, message: str, *, generation: Any, previous: Mapping[str, Any], now: int
+) -> dict[str, Any]:
+    """The Ready condition; its ``lastTransitionTime`` moves only when its status does."""
+    old: Mapping[str, Any] = next(
+        (c for c in previous.get("conditions") or () if c.get("type") == "Ready"), {}
+    )
+    value = "True" if ok else "False"
+    keep = old.get("status") == value and old.get("lastTransitionTime")
+    return {
+        "type": "Ready",
+        "status": value,
+        "reason": reason,
+        "message": message[:1024],
+        "observedGeneration": generation,
+        "lastTransitionTime": old["lastTransitionTime"] if keep else iso(now),
+    }
+
+
+def owned_status(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The status fields we write (kopf keeps its own bookkeeping in ``status.kopf``)."""
+    return {k: v for k, v in (body.get("status") or {}).items() if k != "kopf"}
+
+
+def not_ready_status(body: Mapping[str, Any], error: NotReady, now: int) -> dict[str, Any]:
+    """The status for an object that cannot be reconciled as it is: Ready=False with the reason, and
+    everything else as it was, so that keys already published stay published."""
+    current = owned_status(body)
+    generation = (body.get("metadata") or {}).get("generation")
+    return {
+        **current,
+        "observedGeneration": generation,
+        "conditions": [
+            ready_condition(
+                False, error.reason, error.message, generation=generation, previous=current, now=now
+            )
+        ],
+    }
+
+
+def is_ours(obj: Mapping[str, Any]) -> bool:
+    """True for an object we created: our label, or an Apply entry of our field manager."""
+    meta = obj.get("metadata") or {}
+    if (meta.get("labels") or {}).get(MANAGED_BY) == MANAGED_BY_VALUE:
+        return True
+    return any(
+        entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
+        for entry in meta.get("managedFields") or ()
+    )
+
+
+def policy_refs(body: Mapping[str, Any]) -> set[str]:
+    """The ``namespace/name`` of every Issuer a TrustPolicy names."""
+    return {f"{i.get('namespace')}/{i.get('name')}" for i in (body.get("spec") or {}).get("issuers") or ()}
+
+
+def _owner(kind: str, meta: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": False,
+    }
+
+
+# --- Issuer with generated keys -------------------------------------------------------------------
+
+
+def secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+def readable_secret(name: str, secret: Mapping[str, Any] | None) -> dict[str, bytes] | None:
+    """The data of an Issuer's Secret (None: there is none yet); NotReady for one we did not create."""
+    if secret is None:
+        return None
+    if not is_ours(secret):
+        raise NotReady(
+            "SecretNotOwned",
+            f"Secret {secret_name(name)} exists and was not created by jwt-trust; not touched",
+        )
+    return secret_data(secret)
+
+
+def secret_denied(namespace: str) -> NotReady:
+    return NotReady(
+        "SecretAccessDenied",
+        f"the operator may not read Secrets in namespace {namespace} (Helm value secretNamespaces)",
+    )
+
+
+def secret_manifest(issuer: Mapping[str, Any], data: Mapping[str, bytes], spec: IssuerSpec) -> dict[str, Any]:
+    """The Secret to apply: owned by the Issuer (so it goes with it) unless the Issuer retains it."""
+    meta = issuer["metadata"]
+    metadata: dict[str, Any] = {
+        "name": secret_name(meta["name"]),
+        "namespace": meta["namespace"],
+        "labels": {MANAGED_BY: MANAGED_BY_VALUE, ISSUER_LABEL: meta["name"]},
+    }
+    if not spec.retain_secret:
+        metadata["ownerReferences"] = [_owner("Issuer", meta)]
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": metadata,
+        "data": {key: base64.b64encode(value).decode() for key, value in sorted(data.items())},
+    }
+
+
+def secret_needs_write(
+    secret: Mapping[str, Any] | None,
+    data: Mapping[str, bytes] | None,
+    wanted: Mapping[str, bytes],
+    spec: IssuerSpec,
+) -> bool:
+    """Write when the content differs, or when the owner reference disagrees with deletionPolicy."""
+    if wanted != data:
+        return True
+    owned = secret is not None and bool((secret.get("metadata") or {}).get("ownerReferences"))
+    return secret is not None and owned == spec.retain_secret
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What the policies trusting one Issuer report as written to all their targets."""
+
+    held: Mapping[str, frozenset[str]]  # per trusting policy: the kids every one of its targets holds
+
+    @property
+    def kids(self) -> frozenset[str]:
+        """A key is published only when every trusting policy holds it (none trusting: nothing is)."""
+        sets = list(self.held.values())
+        return frozenset.intersection(*sets) if sets else frozenset()
+
+    def waiting_for(self, kids: Iterable[str]) -> list[str]:
+        """The trusting policies that do not hold every one of ``kids`` yet."""
+        wanted = set(kids)
+        return sorted(name for name, held in self.held.items() if not wanted <= held)
+
+
+def publication(ref: str, policies: Iterable[Mapping[str, Any]]) -> Publication:
+    """The progress of every TrustPolicy naming ``ref`` (one being deleted does not count)."""
+    held: dict[str, frozenset[str]] = {}
+    for body in policies:
+        meta = body.get("metadata") or {}
+        if ref not in policy_refs(body) or meta.get("deletionTimestamp"):
+            continue
+        held[str(meta.get("name"))] = frozenset(
+            kid
+            for entry in (body.get("status") or {}).get("publishedKeys") or ()
+            if entry.get("issuer") == ref
+            for kid in entry.get("kids") or ()
+        )
+    return Publication(held)
+
+
+@dataclass(frozen=True)
+class IssuerOutcome:
+    status: dict[str, Any]
+    events: tuple[Event, ...] = ()
+    wake_at: float | None = None
+    cleared: tuple[str, ...] = ()  # Event reasons whose episode is over
+    generated: int = 0
+    revoked: int = 0
+
+
+def generated_outcome(
+    body: Mapping[str, Any], spec: IssuerSpec, result: Step, trust: Publication, now: int
+) -> IssuerOutcome:
+    """The status, Events and wake-up after one step of the rotation plan."""
+    status = owned_status(body)
+    generation = (body.get("metadata") or {}).get("generation")
+    pending = [r.kid for r in result.records if r.published_at is None]
+    waiting_for = trust.waiting_for(pending)
+    active = result.plan.active_kid
+    if active is not None:
+        ready = ready_condition(
+            True, "KeyActive", f"key {active} signs", generation=generation, previous=status, now=now
+        )
+    elif waiting_for:
+        message = f"the next key waits for TrustPolicies {', '.join(waiting_for)} to publish it"
+        ready = ready_condition(
+            False, "AwaitingPublication", message, generation=generation, previous=status, now=now
+        )
+    else:
+        upcoming = min((r.activates_at for r in result.records if r.activates_at is not None), default=None)
+        message = (
+            f"no key signs yet; the next key activates at {iso(upcoming)}" if upcoming else "no key signs yet"
+        )
+        ready = ready_condition(
+            False, "AwaitingActivation", message, generation=generation, previous=status, now=now
+        )
+    new_status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": [ready],
+        "keys": status_keys(result.records, result.public_keys, now),
+    }
+    if active is not None:
+        new_status["activeKeyID"] = active
+    # The next change of the key set; while a key waits for publication its activation time is not
+    # known yet, and the earliest it can be is the best a user can be told.
+    changes = [t for t in (result.plan.wake_at, earliest_activation(now, result.records, spec.rotation)) if t]
+    if changes:
+        new_status["nextRotation"] = iso(min(changes))
+    events = [("Normal", "KeyGenerated", f"generated {spec.algorithm} key {kid}") for kid in result.generated]
+    events += result.events
+    return IssuerOutcome(
+        status=new_status,
+        events=tuple(events),
+        wake_at=None if result.plan.wake_at is None else float(result.plan.wake_at),
+        generated=len(result.generated),
+        revoked=sum(1 for _, reason, _ in result.events if reason == "KeyRevoked"),
+    )
+
+
+def key_counts(status: Mapping[str, Any]) -> dict[str, int]:
+    """How many published keys are in each state (the keys metric)."""
+    return {
+        state: sum(1 for k in status.get("keys") or () if k.get("state") == state) for state in KEY_STATES
+    }
+
+
+# --- Issuer mirroring an external JWKS ------------------------------------------------------------
+
+
+def spec_fingerprint(spec: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def refresh_due(
+    last: tuple[float, str] | None, fingerprint: str, interval: float, now: float, has_keys: bool
+) -> float | None:
+    """When the JWKS URL must be fetched next: None for now (never fetched, the spec changed since, or
+    nothing mirrored yet), else the end of the refresh interval."""
+    if last is None or not has_keys:
+        return None
+    fetched_at, fetched_for = last
+    due = fetched_at + interval
+    return due if fetched_for == fingerprint and now < due else None
+
+
+def external_outcome(
+    body: Mapping[str, Any],
+    mirrored: ExternalJWKS,
+    source: str,
+    wound: Step | None,
+    *,
+    now: int,
+    next_fetch: float | None,
+) -> IssuerOutcome:
+    """The status after mirroring ``mirrored`` from ``source``; ``wound``: the wind-down of keys the
+    Issuer generated before it mirrored this provider (None when it never did)."""
+    status = owned_status(body)
+    generation = (body.get("metadata") or {}).get("generation")
+    entries = [
+        {
+            "kid": jwk["kid"],
+            **({"alg": jwk["alg"]} if "alg" in jwk else {}),
+            "state": "external",
+            "publicKey": jwk,
+        }
+        for jwk in mirrored.keys
+    ]
+    events: list[Event] = []
+    cleared = ["JWKSFetchFailed"]
+    message = f"{len(mirrored.keys)} keys from {source}"
+    if mirrored.warnings:
+        # Keys we cannot verify are left out, not the whole set: say which, once per distinct list.
+        skipped = "; ".join(mirrored.warnings)
+        message += f"; skipped: {skipped}"
+        events.append(("Warning", "JWKSKeysSkipped", skipped[:1024]))
+    else:
+        cleared.append("JWKSKeysSkipped")
+    winding_down: list[dict[str, Any]] = []
+    wake_at = next_fetch
+    if wound is not None:
+        winding_down = status_keys(wound.records, wound.public_keys, now)
+        events += wound.events
+        if wound.records:
+            until = max(r.remove_at or 0 for r in wound.records)
+            message += f"; {len(wound.records)} generated keys stay published until {iso(until)}"
+        if wound.plan.wake_at is not None:
+            wake_at = min(wake_at or float("inf"), float(wound.plan.wake_at))
+    new_status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": [
+            ready_condition(True, "JWKSLoaded", message, generation=generation, previous=status, now=now)
+        ],
+        "keys": entries + winding_down,
+    }
+    # Stamped only when the keys change, so a steady provider costs no writes.
+    updated_at = status.get("jwksUpdatedAt")
+    if entries != [k for k in status.get("keys") or () if k.get("state") == "external"]:
+        updated_at = iso(now)
+        events.append(("Normal", "JWKSUpdated", message))
+    if updated_at:
+        new_status["jwksUpdatedAt"] = updated_at
+    return IssuerOutcome(status=new_status, events=tuple(events), wake_at=wake_at, cleared=tuple(cleared))
+
+
+# --- TrustPolicy ----------------------------------------------------------------------------------
+
+
+def settling(
+    refs: Iterable[str], issuers: Mapping[str, Mapping[str, Any]], stale_since: dict[str, float], now: float
+) -> float | None:
+    """When a named Issuer's spec changed and it has not reconciled yet, the time to look again.
+
+    Projecting it now would write twice (once for the spec, once for the keys its reconciliation is
+    about to produce), so the policy waits, but at most ISSUER_SETTLE_SECONDS: a revocation must not
+    be held back by an Issuer that cannot reconcile. ``stale_since`` (per Issuer, when its change was
+    first seen) is updated in place.
+    """
+    waiting = False
+    for ref in refs:
+        body = issuers.get(ref)
+        meta = (body or {}).get("metadata") or {}
+        if body is None or meta.get("generation") == (body.get("status") or {}).get("observedGeneration"):
+            stale_since.pop(ref, None)
+            continue
+        since = stale_since.setdefault(ref, now)
+        waiting = waiting or now - since < ISSUER_SETTLE_SECONDS
+    return now + SETTLE_POLL_SECONDS if waiting else None
+
+
+@dataclass(frozen=True)
+class PolicyWrites:
+    """What a policy's targets must hold, and what to do to each."""
+
+    projection: Projection
+    revision: Revision
+    data: dict[str, str]
+    matched: list[str]
+    actions: dict[tuple[str, str], Action]
+
+
+def policy_writes(
+    body: Mapping[str, Any],
+    spec: PolicySpec,
+    issuers: Mapping[str, Mapping[str, Any]],
+    *,
+    namespaces: Mapping[str, Mapping[str, str]],
+    targets: Iterable[Target],
+    written: Revision | None,
+    now: int,
+) -> PolicyWrites:
+    """The content and the per-target actions; NotReady when the content cannot be written at all.
+
+    ``namespaces``: every active namespace and its labels; ``written``: the revision this process
+    wrote last (the cached status may not show it yet).
+    """
+    projection = project(spec, issuers, now)
+    status = body.get("status") or {}
+    recorded = (int(status.get("revision") or 0), status.get("contentHash"))
+    revision = next_revision(recorded, written, projection.unhashed)
+    data = projection.data(revision[0])
+    if too_large(data):
+        raise NotReady(
+            "ProjectionTooLarge", "the projected ConfigMap would exceed 1 MiB; nothing was written"
+        )
+    matched, actions = plan_targets(spec, namespaces, targets, content_hash(data))
+    return PolicyWrites(projection, revision, data, matched, actions)
+
+
+def configmap_manifest(
+    policy: Mapping[str, Any], namespace: str, name: str, data: Mapping[str, str]
+) -> dict[str, Any]:
+    meta = policy["metadata"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {MANAGED_BY: MANAGED_BY_VALUE, POLICY_LABEL: meta["name"]},
+            "annotations": {HASH_ANNOTATION: content_hash(data)},
+            # A cluster-scoped owner: the garbage collector cleans up even if the operator is gone.
+            "ownerReferences": [_owner("TrustPolicy", meta)],
+        },
+        "data": dict(data),
+    }
+
+
+def published_keys(
+    projection: Projection, previous: Sequence[Mapping[str, Any]], writes_failed: bool
+) -> list[dict[str, Any]]:
+    """``status.publishedKeys``: per issuer, the kids every target holds.
+
+    When every write succeeded that is the projection. When some failed, a target may still hold the
+    previous content, so only the kids both in the projection and in what was published before count.
+    """
+    current = published_kids(projection)
+    if not writes_failed:
+        return current
+    before = {e.get("issuer"): set(e.get("kids") or ()) for e in previous}
+    return [
+        {"issuer": e["issuer"], "kids": sorted(before.get(e["issuer"], set()) & set(e["kids"]))}
+        for e in current
+    ]
+
+
+@dataclass(frozen=True)
+class PolicyOutcome:
+    status: dict[str, Any]
+    events: tuple[Event, ...] = ()
+    retry: bool = False  # some writes failed: try again after the backoff
+    synced: int = 0
+    failures: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+
+def policy_outcome(
+    body: Mapping[str, Any],
+    spec: PolicySpec,
+    writes: PolicyWrites,
+    failed: Mapping[str, tuple[str, str]],
+    now: int,
+) -> PolicyOutcome:
+    """The status and Events once the writes were tried; ``failed``: per namespace, why its write failed.
+
+    Targets owned by someone else (not ours, or another policy's) never had our keys, so they do not
+    hold rotation back; every other failure does, and is retried.
+    """
+    failures = dict(failed)
+    for (namespace, _), action in writes.actions.items():
+        if action == "conflict":
+            failures[namespace] = (
+                "TargetOwnedByAnotherPolicy",
+                f"ConfigMap {namespace}/{spec.target_name} belongs to another TrustPolicy; left alone",
+            )
+    status = owned_status(body)
+    generation = (body.get("metadata") or {}).get("generation")
+    matched = writes.matched
+    synced = [ns for ns in matched if ns not in failures]
+    write_failed = any(
+        ns in matched and reason not in NOT_OURS_REASONS for ns, (reason, _) in failures.items()
+    )
+    events: list[Event] = []
+    if writes.projection.missing_issuers:
+        ok, reason = False, "IssuerNotFound"
+        message = f"Issuers not found: {', '.join(writes.projection.missing_issuers)}"
+    elif failures:
+        first = sorted(failures.items())[0][1]
+        ok, reason = False, first[0]
+        message = f"{len(failures)} of {len(matched)} namespaces not synced; first: {first[1]}"
+    else:
+        ok, reason = True, "Synced"
+        message = f"{len(synced)} namespaces hold revision {writes.revision[0]}"
+    if not ok:
+        events.append(("Warning", reason, message))
+    events += [("Warning", r, m) for _, (r, m) in sorted(failures.items())[:FAILED_REPORTED]]
+    new_status: dict[str, Any] = {
+        "observedGeneration": generation,
+        "conditions": [ready_condition(ok, reason, message, generation=generation, previous=status, now=now)],
+        "matchedNamespaces": len(matched),
+        "syncedNamespaces": len(synced),
+        "failedNamespaces": [
+            {"namespace": ns, "reason": r, "message": m}
+            for ns, (r, m) in sorted(failures.items())[:FAILED_LISTED]
+        ],
+        "revision": writes.revision[0],
+        "contentHash": writes.projection.unhashed,
+        "publishedKeys": published_keys(writes.projection, status.get("publishedKeys") or (), write_failed),
+    }
+    return PolicyOutcome(new_status, tuple(events), retry=write_failed, synced=len(synced), failures=failures)

@@ -1,0 +1,199 @@
+"""Reading what a decision needs and applying what it decided, idempotently: a write happens only when
+the stored content differs. Every status goes through :func:`write_status` (server-side apply under our
+field manager), every Event through the operator's recorder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from . import metrics
+from .api import Ref
+from .errors import APIError, NotReady, Transient
+from .issuers import IssuerSpec, Step, secret_name
+from .operator import Operator, summarise_configmap
+from .reconcile import (
+    API_VERSION,
+    IssuerOutcome,
+    PolicyOutcome,
+    PolicyWrites,
+    configmap_manifest,
+    is_ours,
+    key_counts,
+    not_ready_status,
+    owned_status,
+    secret_data,
+    secret_denied,
+    secret_manifest,
+    secret_needs_write,
+)
+
+PLURALS = {"Issuer": "issuers", "TrustPolicy": "trustpolicies"}
+
+log = logging.getLogger("jwt_trust.operator")
+
+
+async def write_status(operator: Operator, body: Mapping[str, Any], status: dict[str, Any]) -> None:
+    """The one status writer: a server-side apply of the whole status we own, when it differs."""
+    if status == owned_status(body):
+        return
+    meta = body["metadata"]
+    ref = Ref(API_VERSION, PLURALS[body["kind"]], meta.get("namespace"), meta["name"])
+    manifest = {
+        "apiVersion": API_VERSION,
+        "kind": body["kind"],
+        "metadata": {k: meta[k] for k in ("name", "namespace") if meta.get(k)},
+        "status": status,
+    }
+    written = await operator.api.apply(ref, manifest, force=True, subresource="status")
+    if leftover := [k for k in owned_status(written) if k not in status]:
+        # A field written by a merge patch (an earlier version of the operator) is co-owned by that
+        # write and outlives an apply that leaves it out: it is removed explicitly, once.
+        await operator.api.merge_patch(ref, {"status": dict.fromkeys(leftover)}, subresource="status")
+
+
+async def not_ready(operator: Operator, body: Mapping[str, Any], error: NotReady) -> None:
+    meta = body.get("metadata") or {}
+    log.warning(
+        "%s %s/%s not ready: %s: %s",
+        body.get("kind"),
+        meta.get("namespace"),
+        meta.get("name"),
+        error.reason,
+        error.message,
+    )
+    await write_status(operator, body, not_ready_status(body, error, int(time.time())))
+    await operator.report(body, ("Warning", error.reason, error.message))
+
+
+async def apply_issuer_outcome(
+    operator: Operator, body: Mapping[str, Any], outcome: IssuerOutcome, now: int
+) -> float | None:
+    ref = f"{body['metadata']['namespace']}/{body['metadata']['name']}"
+    if outcome.generated:
+        metrics.ROTATIONS.labels(issuer=ref).inc(outcome.generated)
+    if outcome.revoked:
+        metrics.REVOCATIONS.labels(issuer=ref).inc(outcome.revoked)
+    for event in outcome.events:
+        await operator.report(body, event)
+    await write_status(operator, body, outcome.status)
+    for reason in outcome.cleared:
+        operator.cleared(body, reason)
+    for state, count in key_counts(outcome.status).items():
+        metrics.KEYS.labels(issuer=ref, state=state).set(count)
+    if outcome.wake_at is not None:
+        metrics.SECONDS_TO_ROTATION.labels(issuer=ref).set(max(outcome.wake_at - now, 0))
+    return outcome.wake_at
+
+
+async def read_secret(operator: Operator, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        secret: dict[str, Any] | None = await operator.api.get(
+            Ref("v1", "secrets", namespace, secret_name(name))
+        )
+    except APIError as error:
+        raise secret_denied(namespace) if error.status == 403 else error from None
+    return secret
+
+
+async def write_secret(
+    operator: Operator,
+    body: Mapping[str, Any],
+    spec: IssuerSpec,
+    secret: Mapping[str, Any] | None,
+    result: Step,
+) -> None:
+    data = secret_data(secret) if secret is not None else None
+    wanted = result.secret_data(spec)
+    if not secret_needs_write(secret, data, wanted, spec):
+        return
+    meta = body["metadata"]
+    # Conditional on the version we read: two replicas during a peering hand-over must not overwrite
+    # each other's keys. A Conflict makes the loop read and plan again at once.
+    await operator.api.apply(
+        Ref("v1", "secrets", meta["namespace"], secret_name(meta["name"])),
+        secret_manifest(body, wanted, spec),
+        force=True,
+        resource_version=None if secret is None else str(secret["metadata"]["resourceVersion"]),
+    )
+
+
+async def write_target(
+    operator: Operator, policy: Mapping[str, Any], namespace: str, name: str, data: Mapping[str, str]
+) -> tuple[str, str] | None:
+    """Apply one target; (reason, message) when it could not be written."""
+    ref = Ref("v1", "configmaps", namespace, name)
+    async with operator.write_slots:
+        try:
+            if (namespace, name) not in operator.configmaps.objects:
+                # Not in our label-selected cache: someone else's ConfigMap may have this name.
+                existing = await operator.api.get(ref)
+                if existing is not None and not is_ours(existing):
+                    return (
+                        "TargetNotOwned",
+                        f"ConfigMap {namespace}/{name} exists and is not managed by jwt-trust; left alone",
+                    )
+            written = await operator.api.apply(
+                ref, configmap_manifest(policy, namespace, name, data), force=True
+            )
+        except Transient as error:
+            return "WriteFailed", f"ConfigMap {namespace}/{name}: {error}"
+    # Recorded now, so a reconciliation that runs before the watch event arrives does not write again.
+    operator.configmaps.objects[(namespace, name)] = summarise_configmap(written)
+    return None
+
+
+async def delete_target(operator: Operator, namespace: str, name: str, uid: str) -> tuple[str, str] | None:
+    """Delete the ConfigMap we saw as ``uid``: one created again under that name since is left alone."""
+    async with operator.write_slots:
+        try:
+            await operator.api.delete(Ref("v1", "configmaps", namespace, name), uid=uid)
+        except Transient as error:
+            return "DeleteFailed", f"ConfigMap {namespace}/{name}: {error}"
+    operator.configmaps.objects.pop((namespace, name), None)
+    return None
+
+
+async def write_targets(
+    operator: Operator, policy: Mapping[str, Any], writes: PolicyWrites
+) -> dict[str, tuple[str, str]]:
+    """Carry out a policy's target actions concurrently; per namespace, why a write failed."""
+    jobs = []
+    for (namespace, target), action in sorted(writes.actions.items()):
+        if action == "apply":
+            jobs.append((namespace, write_target(operator, policy, namespace, target, writes.data)))
+        elif action == "delete":
+            uid = operator.configmaps.objects[(namespace, target)].uid
+            jobs.append((namespace, delete_target(operator, namespace, target, uid)))
+    if jobs:
+        log.info(
+            "TrustPolicy %s revision %d: %d matched, %d writes",
+            policy["metadata"]["name"],
+            writes.revision[0],
+            len(writes.matched),
+            len(jobs),
+        )
+    outcomes = await asyncio.gather(*(job for _, job in jobs))
+    return {namespace: outcome for (namespace, _), outcome in zip(jobs, outcomes, strict=True) if outcome}
+
+
+async def apply_policy_outcome(
+    operator: Operator, policy: Mapping[str, Any], outcome: PolicyOutcome, writes: PolicyWrites
+) -> float | None:
+    name = policy["metadata"]["name"]
+    for event in outcome.events:
+        await operator.report(policy, event)
+    await write_status(operator, policy, outcome.status)
+    operator.revisions[name] = writes.revision
+    metrics.MATCHED.labels(policy=name).set(len(writes.matched))
+    metrics.SYNCED.labels(policy=name).set(outcome.synced)
+    # Failed writes are retried with the backoff; otherwise sleep until poked (or the periodic resync).
+    retry_key = ("policy", "", name, "write")
+    if outcome.retry:
+        return operator.retries.failed(retry_key, time.time())
+    operator.retries.succeeded(retry_key)
+    return None

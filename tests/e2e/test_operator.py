@@ -62,6 +62,42 @@ def test_issuer_gets_a_secret_with_active_and_next_keys_and_reports_ready(
     assert not [a for a in meta.get("annotations") or {} if "kopf" in a or "jwt-trust" in a]
 
 
+def test_the_status_is_written_by_one_server_side_apply_that_removes_what_it_leaves_out(
+    operator: OperatorProcess, kube: Kube
+) -> None:
+    ns = kube.namespace()
+    kube.apply(issuer(ns, "applied", rotation=FAST_ROTATION))
+    kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/applied", "-n", ns, "--timeout=60s")
+    body = kube.get("issuer", "applied", "-n", ns, "--show-managed-fields") or {}
+    ours = [e for e in body["metadata"]["managedFields"] if e["manager"] == "jwt-trust"]
+    assert [(e["operation"], e.get("subresource")) for e in ours] == [("Apply", "status")]
+    # Right after Ready the successor waits for publication; the status still says when the next
+    # rotation can happen (kubectl's NEXT ROTATION column).
+    assert body["status"]["nextRotation"]
+    columns = kube.plane.kubectl("get", "issuer", "applied", "-n", ns, "--no-headers").stdout.split()
+    assert body["status"]["nextRotation"] in columns
+
+    # A field written by a merge patch under our manager name (as an earlier version of the operator
+    # did) is co-owned by that write: the operator's next status, which leaves it out, removes it.
+    kube.plane.kubectl(
+        "patch",
+        "issuer",
+        "applied",
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "--field-manager=jwt-trust",
+        "-p",
+        json.dumps({"status": {"jwksUpdatedAt": "2020-01-01T00:00:00Z"}}),
+    )
+    wait_for(
+        lambda: "jwksUpdatedAt" not in ((kube.get("issuer", "applied", "-n", ns) or {}).get("status") or {}),
+        what="the field left out of the operator's status to be removed",
+    )
+    assert _ready(kube, "issuer", "applied", "-n", ns)
+
+
 def test_policy_projects_public_keys_only_into_matching_namespaces(
     operator: OperatorProcess, kube: Kube
 ) -> None:
@@ -399,7 +435,7 @@ def _denied_writes(kube: Kube) -> int:
     """How many writes the freeze policy has refused, by the API server's own count."""
     text = kube.plane.kubectl("get", "--raw", "/metrics").stdout
     name = "apiserver_validating_admission_policy_check_total"
-    assert f'{name}{{' in text, "the API server reports no admission policy checks"
+    assert f"{name}{{" in text, "the API server reports no admission policy checks"
     return int(metric_total(text, name, policy="e2e-freeze-configmaps", enforcement_action="deny"))
 
 

@@ -240,8 +240,31 @@ async def run_daemon(
     stopped: kopf.DaemonStopped,
     reconcile: Reconcile,
 ) -> None:
+    """Reconcile, then sleep until the outcome's wake-up time, a poke, the resync or the stop flag."""
+    wake = operator.wake(kind, namespace, name)
+    retry_key = (kind, namespace, name, "api")
     try:
-        await _reconcile_until_stopped(operator, kind, namespace, name, stopped=stopped, reconcile=reconcile)
+        while not stopped:
+            wake.clear()
+            try:
+                wake_at = await reconcile(operator, namespace, name)
+                operator.retries.succeeded(retry_key)
+            except Transient as error:
+                if retry_after(error) == "now":
+                    log.info("%s %s/%s: changed while reconciling; again", kind, namespace, name)
+                    wake_at = time.time()
+                else:
+                    log.warning(
+                        "%s %s/%s: reconciliation failed (%s); retrying", kind, namespace, name, error
+                    )
+                    metrics.FAILURES.labels(kind=kind, reason=type(error).__name__).inc()
+                    wake_at = operator.retries.failed(retry_key, time.time())
+            delay = (
+                RESYNC_SECONDS if wake_at is None else min(max(wake_at - time.time(), 0.0), RESYNC_SECONDS)
+            )
+            if await _sleep(wake, stopped, delay):
+                return
+            await asyncio.sleep(DEBOUNCE_SECONDS)  # coalesce a burst of pokes into one reconciliation
     finally:
         cache = operator.issuers if kind == "issuer" else operator.policies
         body = cache.objects.get((namespace, name))
@@ -249,36 +272,6 @@ async def run_daemon(
             # Stopped because the object is going: a reconciliation that was in flight when its
             # DELETED event was handled may have set metric series again after they were removed.
             operator.forget(kind, {"metadata": {"namespace": namespace, "name": name}})
-
-
-async def _reconcile_until_stopped(
-    operator: Operator,
-    kind: str,
-    namespace: str,
-    name: str,
-    *,
-    stopped: kopf.DaemonStopped,
-    reconcile: Reconcile,
-) -> None:
-    wake = operator.wake(kind, namespace, name)
-    retry_key = (kind, namespace, name, "api")
-    while not stopped:
-        wake.clear()
-        try:
-            wake_at = await reconcile(operator, namespace, name)
-            operator.retries.succeeded(retry_key)
-        except Transient as error:
-            if retry_after(error) == "now":
-                log.info("%s %s/%s: changed while reconciling; again", kind, namespace, name)
-                wake_at = time.time()
-            else:
-                log.warning("%s %s/%s: reconciliation failed (%s); retrying", kind, namespace, name, error)
-                metrics.FAILURES.labels(kind=kind, reason=type(error).__name__).inc()
-                wake_at = operator.retries.failed(retry_key, time.time())
-        delay = RESYNC_SECONDS if wake_at is None else min(max(wake_at - time.time(), 0.0), RESYNC_SECONDS)
-        if await _sleep(wake, stopped, delay):
-            return
-        await asyncio.sleep(DEBOUNCE_SECONDS)  # coalesce a burst of pokes into one reconciliation
 
 
 async def _sleep(wake: asyncio.Event, stopped: kopf.DaemonStopped, delay: float) -> bool:

@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from jwt_trust.kube.api import APIError, KubeAPI, Ref
 from jwt_trust.kube.informers import Informer
 from jwt_trust.projection import content_hash
-from jwt_trust.testing.cluster import ControlPlane
+from jwt_trust_testing.cluster import ControlPlane
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ import pytest
 from jwt_trust.keys import generate_private_key, public_jwk
 from jwt_trust.kube.external import FetchError, fetch_jwks
 from jwt_trust.kube.issuers import SpecError, parse_external_jwks
-from jwt_trust.testing.https import Route, serve_https
+from jwt_trust_testing.https import Route, serve_https
 
 JWKS = json.dumps({"keys": [public_jwk(generate_private_key("ES256").public_key(), "ES256")]}).encode()
 

@@ -34,8 +34,8 @@ from typing import Any
 import kopf
 
 from jwt_trust.kube.api import APIError, KubeAPI, Ref
-from jwt_trust.testing.cluster import ControlPlane, start
-from jwt_trust.testing.operator import OperatorProcess, chart_rbac, install
+from jwt_trust_testing.cluster import ControlPlane, start
+from jwt_trust_testing.operator import OperatorProcess, chart_rbac, install
 
 GROUP = "jwt-trust.dev/v1alpha1"
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "APPLY"}

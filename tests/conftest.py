@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from jwt_trust.testing.cluster import ControlPlane
+    from jwt_trust_testing.cluster import ControlPlane
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -30,7 +30,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     # Imported here so that unit-test collection never depends on the cluster module.
-    from jwt_trust.testing.cluster import start
+    from jwt_trust_testing.cluster import start
 
     plane = start(tmp_path_factory.mktemp("control-plane"))
     try:

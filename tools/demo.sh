@@ -13,9 +13,9 @@ BIN_DIR=$(bash tools/k8s-bins/build.sh); export PATH="$BIN_DIR:$PATH"; echo "$BI
 
 export JWT_TRUST_DEV_DIR=${JWT_TRUST_DEV_DIR:-$PWD/.dev-cluster}
 step "2. start kube-apiserver + etcd + kube-controller-manager on loopback"
-jwt-trust dev-cluster up
-eval "$(jwt-trust dev-cluster env)"
-[ "${KEEP_CLUSTER:-0}" = 1 ] || trap 'jwt-trust dev-cluster down' EXIT
+jwt-trust-dev-cluster up
+eval "$(jwt-trust-dev-cluster env)"
+[ "${KEEP_CLUSTER:-0}" = 1 ] || trap 'jwt-trust-dev-cluster down' EXIT
 kubectl version
 
 step "3. install the CRDs (kubectl apply -f crds/)"
@@ -24,7 +24,7 @@ kubectl wait --for=condition=Established crd --all --timeout=60s >/dev/null
 kubectl get crds -l app.kubernetes.io/part-of=jwt-trust
 
 step "4. run the operator as the chart's ServiceAccount with the chart's ClusterRole"
-jwt-trust dev-cluster operator
+jwt-trust-dev-cluster operator
 
 step "5. apply the examples: namespaces, an Issuer, a TrustPolicy"
 # The local control plane has no kubelet, so mounted copies cannot lag: seconds are a safe propagation

@@ -1,5 +1,5 @@
 # Sourced by tools/*.sh: creates (once) and activates the project's virtual environment in .venv,
-# reinstalling when the package's build inputs change.
+# reinstalling when the packages' build inputs change.
 if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then export PATH="/usr/local/go/bin:$PATH"; fi
 command -v go >/dev/null || { echo "Go is required to build the control-plane binaries (apt-get install golang or go.dev)"; exit 1; }
 # The verifier's C twin (operator/jwt_trust/_speedups.c) needs a C compiler and Python's headers. The
@@ -16,9 +16,11 @@ fi
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 source .venv/bin/activate
 # Reinstalled when the metadata or the C extension changes (an editable install compiles it once).
-stamp=".venv/.installed-$(cat pyproject.toml setup.py operator/jwt_trust/_speedups.c | sha256sum | cut -c1-12)"
+# tools/testing is the test harness (jwt-trust-testing, development only: never in the jwt-trust wheel).
+venv_inputs=(pyproject.toml setup.py operator/jwt_trust/_speedups.c tools/testing/pyproject.toml)
+stamp=".venv/.installed-$(cat "${venv_inputs[@]}" | sha256sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
   python -m pip install --quiet --upgrade pip
-  python -m pip install --quiet -e '.[operator,test,dev]'
+  python -m pip install --quiet -e '.[operator,test,dev]' -e tools/testing
   touch "$stamp"
 fi

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -84,16 +83,6 @@ def main_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--out", type=Path, required=True, help="directory for keys.json + <kid>.pem")
     keygen.add_argument("--jwks-out", type=Path, help="where to write the public JWKS (default: stdout)")
 
-    cluster = commands.add_parser("dev-cluster", help="a local kube-apiserver + etcd for the demo and tests")
-    cluster.add_argument(
-        "action",
-        choices=["up", "operator", "env", "down"],
-        help="up: start the control plane; operator: also install the CRDs and the chart's RBAC and run the "
-        "operator as its ServiceAccount; env: shell exports; down: stop everything",
-    )
-    cluster.add_argument(
-        "--state-dir", type=Path, help="default: $JWT_TRUST_DEV_DIR or ~/.cache/jwt-trust/dev-cluster"
-    )
     return parser
 
 
@@ -210,32 +199,6 @@ def _keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _dev_cluster(args: argparse.Namespace) -> int:
-    from .testing import cluster  # noqa: PLC0415 - only dev tooling needs it; keeps `verify` start-up light
-
-    default = Path(os.environ.get("JWT_TRUST_DEV_DIR", Path.home() / ".cache" / "jwt-trust" / "dev-cluster"))
-    state_dir = args.state_dir or default
-    if args.action == "up":
-        plane = cluster.dev_up(state_dir)
-        print(f"control plane ready at https://127.0.0.1:{plane.api_port} (kubeconfig {plane.kubeconfig})")
-    elif args.action == "operator":
-        from .testing import operator  # noqa: PLC0415
-
-        process = operator.dev_operator_up(state_dir)
-        print(
-            f"operator running as ServiceAccount {operator.NAMESPACE}/{operator.SERVICE_ACCOUNT}"
-            f" (log {process.log_path})"
-        )
-    elif args.action == "env":
-        print(cluster.dev_env(state_dir))
-    else:
-        from .testing import operator  # noqa: PLC0415
-
-        operator.dev_operator_down(state_dir)
-        cluster.dev_down(state_dir)
-    return EXIT_OK
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = main_parser()
     try:
@@ -247,7 +210,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mint": _mint,
         "inspect": _inspect,
         "keygen": _keygen,
-        "dev-cluster": _dev_cluster,
     }
     try:
         return handlers[args.command](args)

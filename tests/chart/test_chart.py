@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
-from jwt_trust.testing.chart import find_chart, render, render_rbac
-from jwt_trust.testing.cluster import ControlPlane, build_binaries
+from jwt_trust_testing.chart import find_chart, render, render_rbac
+from jwt_trust_testing.cluster import ControlPlane, build_binaries
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "jwt-trust"

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jwt_trust.testing.chart import render
-from jwt_trust.testing.cluster import build_binaries
+from jwt_trust_testing.chart import render
+from jwt_trust_testing.cluster import build_binaries
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"

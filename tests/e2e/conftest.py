@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from support import Kube, operator_rbac
 
-from jwt_trust.testing.cluster import ControlPlane
-from jwt_trust.testing.operator import OperatorProcess, install
+from jwt_trust_testing.cluster import ControlPlane
+from jwt_trust_testing.operator import OperatorProcess, install
 
 
 @pytest.fixture(scope="session")

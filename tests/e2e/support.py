@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 from jwt_trust.errors import InvalidToken, NoActiveKey
 from jwt_trust.projection import parse_trust_files
 from jwt_trust.signer import Signer
-from jwt_trust.testing.cluster import ControlPlane
-from jwt_trust.testing.operator import chart_rbac
 from jwt_trust.verifier import TrustStore
+from jwt_trust_testing.cluster import ControlPlane
+from jwt_trust_testing.operator import chart_rbac
 
 T = TypeVar("T")
 

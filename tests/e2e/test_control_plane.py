@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from jwt_trust.testing.cluster import ControlPlane, ControlPlaneError, dev_down, dev_env, dev_up, start
+from jwt_trust_testing.cluster import ControlPlane, ControlPlaneError, dev_down, dev_env, dev_up, start
 
 pytestmark = pytest.mark.e2e
 

@@ -20,8 +20,8 @@ from jwt_trust.keys import generate_private_key, public_jwk
 from jwt_trust.projection import JWKS_FILE, content_hash, parse_trust_files
 from jwt_trust.rotation import KeyRecord, parse_duration
 from jwt_trust.signer import Signer, render_secret_data
-from jwt_trust.testing.operator import OperatorProcess
 from jwt_trust.verifier import TrustStore
+from jwt_trust_testing.operator import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

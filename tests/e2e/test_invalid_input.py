@@ -17,8 +17,8 @@ from support import FAST_ROTATION, Kube, issuer, policy, wait_for
 
 from jwt_trust.keys import generate_private_key, public_jwk
 from jwt_trust.projection import JWKS_FILE
-from jwt_trust.testing.https import Route, serve_https
-from jwt_trust.testing.operator import OperatorProcess
+from jwt_trust_testing.https import Route, serve_https
+from jwt_trust_testing.operator import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

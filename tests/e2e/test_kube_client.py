@@ -21,7 +21,7 @@ from jwt_trust.kube.api import KubeAPI, Ref
 from jwt_trust.kube.errors import APIError
 from jwt_trust.kube.informers import Informer
 from jwt_trust.projection import content_hash
-from jwt_trust.testing.cluster import ControlPlane
+from jwt_trust_testing.cluster import ControlPlane
 
 pytestmark = pytest.mark.e2e
 

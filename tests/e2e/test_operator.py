@@ -18,8 +18,8 @@ from support import FAST_ROTATION, Kube, issuer, policy, wait_for
 from jwt_trust.errors import InvalidAudience, RevokedToken
 from jwt_trust.projection import JWKS_FILE, parse_trust_files
 from jwt_trust.signer import KEYS_FILE, Signer
-from jwt_trust.testing.operator import OperatorProcess, metric_total
 from jwt_trust.verifier import TrustStore
+from jwt_trust_testing.operator import OperatorProcess, metric_total
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,8 @@ import uuid
 import pytest
 from support import FAST_ROTATION, Kube, issuer, policy, wait_for
 
-from jwt_trust.testing.chart import RBAC_TEMPLATES, render
-from jwt_trust.testing.operator import OperatorProcess
+from jwt_trust_testing.chart import RBAC_TEMPLATES, render
+from jwt_trust_testing.operator import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

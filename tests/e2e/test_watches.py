@@ -22,7 +22,7 @@ from support import FAST_ROTATION, Kube, TCPRelay, issuer, policy, wait_for
 
 from jwt_trust.keys import thumbprint
 from jwt_trust.projection import JWKS_FILE
-from jwt_trust.testing.operator import OperatorProcess, metric_total
+from jwt_trust_testing.operator import OperatorProcess, metric_total
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,8 @@ from support import AUDIENCE, Kube, P, monitor, rotating_setup, wait_for
 from jwt_trust.errors import RevokedKey, UnknownKey
 from jwt_trust.projection import parse_trust_files
 from jwt_trust.signer import Signer
-from jwt_trust.testing.operator import OperatorProcess
 from jwt_trust.verifier import TrustStore
+from jwt_trust_testing.operator import OperatorProcess
 
 pytestmark = pytest.mark.e2e
 

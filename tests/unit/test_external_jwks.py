@@ -16,7 +16,7 @@ from jwt_trust.keys import generate_private_key, public_jwk
 from jwt_trust.kube.errors import FetchError, SpecError
 from jwt_trust.kube.external import fetch_jwks
 from jwt_trust.kube.issuers import parse_external_jwks
-from jwt_trust.testing.https import Route, serve_https
+from jwt_trust_testing.https import Route, serve_https
 
 JWKS = json.dumps({"keys": [public_jwk(generate_private_key("ES256").public_key(), "ES256")]}).encode()
 

@@ -79,8 +79,10 @@ class ControlPlaneError(RuntimeError):
 
 
 def find_repo_root() -> Path:
-    """The repository root: the first ancestor of the cwd (then of this file) holding the build script."""
-    for start_dir in (Path.cwd(), Path(__file__).resolve().parent):
+    """The repository root: the checkout this module lives in (``tools/testing/jwt_trust_testing``), found
+    as the first ancestor of this file holding the build script; failing that (a non-editable install of
+    the harness), the first such ancestor of the cwd."""
+    for start_dir in (Path(__file__).resolve().parent, Path.cwd()):
         for candidate in (start_dir, *start_dir.parents):
             if (candidate / _BUILD_SCRIPT).is_file():
                 return candidate
@@ -385,7 +387,7 @@ def dev_up(state_dir: Path) -> ControlPlane:
 
 
 def dev_env(state_dir: Path) -> str:
-    """Shell lines that point kubectl/helm at the dev cluster (``eval "$(jwt-trust dev env)"``)."""
+    """Shell lines that point kubectl/helm at the dev cluster (``eval "$(jwt-trust-dev-cluster env)"``)."""
     plane = _load_state(Path(state_dir))
     if plane is None:
         raise ControlPlaneError(f"no dev cluster state in {state_dir}; run dev up first")

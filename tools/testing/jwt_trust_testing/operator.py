@@ -4,7 +4,7 @@ Why: the e2e tests and the demo must exercise the operator with the ServiceAccou
 Helm chart grants it (missing permissions must fail), through ``kopf run`` exactly as the container
 does, and must be able to kill and restart it at will.
 
-Standard library only (plus :mod:`jwt_trust.testing.cluster`).
+Standard library only (plus :mod:`jwt_trust_testing.cluster`).
 """
 
 from __future__ import annotations

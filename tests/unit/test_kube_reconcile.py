@@ -39,9 +39,11 @@ from jwt_trust.kube.issuers import (
 )
 from jwt_trust.kube.policies import Projection, Target, parse_policy_spec
 from jwt_trust.kube.reconcile import (
+    DISCOVERY_POLL_SECONDS,
     ISSUER_SETTLE_SECONDS,
     Publication,
     configmap_manifest,
+    discovery_urls,
     external_outcome,
     generated_outcome,
     is_ours,
@@ -54,8 +56,11 @@ from jwt_trust.kube.reconcile import (
     readable_secret,
     ready_condition,
     refresh_due,
+    replica_urls,
     secret_manifest,
     secret_needs_write,
+    served_by_every_replica,
+    served_kids,
     settling,
 )
 from jwt_trust.projection import IssuerTrust, PolicyTrust, content_hash
@@ -180,7 +185,7 @@ def test_a_key_is_published_exactly_when_every_trusting_policy_holds_it(
     assert len(result.held) == len(counted)
     for kid in ("k1", "k2"):
         assert result.waiting_for([kid]) == sorted(
-            f"p{i}"
+            f"TrustPolicy p{i}"
             for i, (kids, trusts, deleting) in enumerate(held)
             if trusts and not deleting and kid not in kids
         )
@@ -474,3 +479,61 @@ def test_a_lost_race_is_retried_at_once_and_anything_else_after_the_backoff() ->
     assert type(api_error(404, "NotFound", "x")) is APIError
     assert not isinstance(SpecError("R", "m"), Transient)
     assert isinstance(SpecError("R", "m"), NotReady)
+
+
+# --- the discovery service as a publication target ------------------------------------------------
+
+
+def test_a_key_counts_as_served_only_when_every_ready_replica_serves_it() -> None:
+    assert served_by_every_replica({}) == frozenset()
+    assert served_by_every_replica({"a": frozenset({"k1", "k2"}), "b": frozenset({"k2"})}) == {"k2"}
+    assert served_by_every_replica({"a": frozenset({"k1"}), "b": None}) == frozenset()
+
+
+def test_replicas_are_the_ready_endpoints_of_the_services_slices() -> None:
+    slices = [
+        {
+            "ports": [{"name": "https", "port": 8443}],
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "conditions": {"ready": True}},
+                {"addresses": ["10.0.0.2"], "conditions": {"ready": False}},
+                {"addresses": ["10.0.0.3"]},
+            ],
+        },
+        {"ports": [{"port": 9443}], "endpoints": [{"addresses": ["fd00::1"], "conditions": {"ready": True}}]},
+        {"ports": [], "endpoints": [{"addresses": ["10.0.0.9"]}]},
+    ]
+    assert replica_urls(slices, "/issuers/idp/auth/jwks") == {
+        "10.0.0.1:8443": "https://10.0.0.1:8443/issuers/idp/auth/jwks",
+        "10.0.0.3:8443": "https://10.0.0.3:8443/issuers/idp/auth/jwks",
+        "[fd00::1]:9443": "https://[fd00::1]:9443/issuers/idp/auth/jwks",
+    }
+
+
+def test_a_served_jwk_set_is_read_as_its_kids() -> None:
+    assert served_kids(b'{"keys": [{"kid": "a"}, {"kid": "b"}, {"kty": "EC"}]}') == {"a", "b"}
+    for broken in (b"not json", b"[]", b'{"keys": 3}'):
+        assert served_kids(broken) is None
+
+
+def test_an_issuer_served_by_the_discovery_service_waits_for_it_and_polls_it() -> None:
+    body = issuer_body()
+    spec = parse_issuer_spec(body["spec"])
+    result = step(T0, spec, None, (), has_targets=True)
+    kid = result.generated[0]
+    urls = discovery_urls("https://discovery.example:8443/", "idp", "auth")
+    assert urls == {
+        "discoveryURL": "https://discovery.example:8443/issuers/idp/auth/.well-known/openid-configuration",
+        "jwksURL": "https://discovery.example:8443/issuers/idp/auth/jwks",
+    }
+    policies = [policy_body("web", {"idp/auth": [kid]})]
+    waiting = publication("idp/auth", policies, discovery=frozenset())
+    assert waiting.kids == frozenset()
+    outcome = generated_outcome(body, spec, result, waiting, T0, discovery=urls)
+    assert "the discovery service" in outcome.status["conditions"][0]["message"]
+    assert outcome.wake_at == T0 + DISCOVERY_POLL_SECONDS
+    assert outcome.status["discovery"] == urls
+    served = publication("idp/auth", policies, discovery=frozenset({kid}))
+    assert served.kids == {kid}
+    # Served by the discovery service alone (no policy): the service is the one target.
+    assert publication("idp/auth", [], discovery=frozenset({kid})).kids == {kid}

@@ -16,22 +16,41 @@ from .errors import FetchError
 
 
 async def fetch_jwks(
-    url: str, *, ca_bundle: str | None, timeout: float, max_bytes: int, max_redirects: int = 3
+    url: str,
+    *,
+    ca_bundle: str | None,
+    timeout: float,
+    max_bytes: int,
+    max_redirects: int = 3,
+    server_hostname: str | None = None,
 ) -> bytes:
     """GET an https JWKS with certificate verification, a time and size limit, same-host redirects only.
 
-    Every way it can fail (refused URL, network, TLS, timeout, status, size) raises FetchError.
+    ``server_hostname``: the name the certificate must carry when ``url`` names the server by address
+    (a replica of a Service, reached at its endpoint). Every way it can fail (refused URL, network,
+    TLS, timeout, status, size) raises FetchError.
     """
     try:
         return await _fetch(
-            url, ca_bundle=ca_bundle, timeout=timeout, max_bytes=max_bytes, max_redirects=max_redirects
+            url,
+            ca_bundle=ca_bundle,
+            timeout=timeout,
+            max_bytes=max_bytes,
+            max_redirects=max_redirects,
+            server_hostname=server_hostname,
         )
     except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as error:
         raise FetchError(f"{type(error).__name__}: {error}") from error
 
 
 async def _fetch(
-    url: str, *, ca_bundle: str | None, timeout: float, max_bytes: int, max_redirects: int
+    url: str,
+    *,
+    ca_bundle: str | None,
+    timeout: float,
+    max_bytes: int,
+    max_redirects: int,
+    server_hostname: str | None,
 ) -> bytes:
     context = ssl.create_default_context(cadata=ca_bundle) if ca_bundle else ssl.create_default_context()
     origin = urlsplit(url)
@@ -45,7 +64,9 @@ async def _fetch(
                 raise FetchError(f"refusing non-https URL {url}")
             if parts.hostname != origin.hostname:
                 raise FetchError(f"refusing redirect to another host ({parts.hostname})")
-            async with session.get(url, ssl=context, allow_redirects=False) as response:
+            async with session.get(
+                url, ssl=context, allow_redirects=False, server_hostname=server_hostname
+            ) as response:
                 if response.status in (301, 302, 303, 307, 308):
                     location = response.headers.get("Location", "")
                     url = str(response.url.join(yarl.URL(location)))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import random
@@ -24,14 +23,11 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from jwt_trust.rotation import KeyRecord
-
 from .api import KubeAPI, Ref
 from .errors import APIError, FetchError, NotReady
 from .external import fetch_jwks
 from .issuers import (
     IssuerSpec,
-    Step,
     load_stored,
     parse_external_jwks,
     parse_issuer_spec,
@@ -40,7 +36,7 @@ from .issuers import (
     step,
     stored_public_keys,
 )
-from .operator import OUR_LABEL, Operator, build, run_daemon, summarise_custom
+from .operator import OUR_LABEL, DiscoveryService, Operator, build, run_daemon, summarise_custom
 from .policies import POLICY_LABEL, parse_policy_spec
 from .reconcile import (
     API_VERSION,
@@ -54,6 +50,7 @@ from .reconcile import (
     publication,
     readable_secret,
     refresh_due,
+    served_by_every_replica,
     settling,
     spec_fingerprint,
 )
@@ -61,8 +58,10 @@ from .writes import (
     apply_issuer_outcome,
     apply_policy_outcome,
     delete_target,
+    discovery_served,
     not_ready,
     read_secret,
+    wind_down,
     write_secret,
     write_targets,
 )
@@ -138,6 +137,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             ns.strip() for ns in os.environ.get("JWT_TRUST_SECRET_NAMESPACES", "").split(",") if ns.strip()
         ],
         write_concurrency=int(os.environ.get("JWT_TRUST_WRITE_CONCURRENCY", "16")),
+        discovery=DiscoveryService.from_environment(os.environ),
     )
     await asyncio.gather(*(informer.list() for informer in operator.informers))
     operator.tasks = [asyncio.create_task(informer.run()) for informer in operator.informers]
@@ -229,7 +229,10 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
         # that may lag behind a policy created a moment ago (both applied together from Git, say).
         items, _version = await operator.api.list(Ref(API_VERSION, "trustpolicies"))
         policies = [summarise_custom(item) for item in items]
-    trust = publication(ref, policies)
+    served = (
+        served_by_every_replica(await discovery_served(operator, namespace, name)) if spec.discovery else None
+    )
+    trust = publication(ref, policies, discovery=served)
     status = body.get("status") or {}
     now = int(time.time())
     result = step(
@@ -242,7 +245,10 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
         has_targets=bool(trust.held),
     )
     await write_secret(operator, body, spec, secret, result)
-    return await apply_issuer_outcome(operator, body, generated_outcome(body, spec, result, trust, now), now)
+    outcome = generated_outcome(
+        body, spec, result, trust, now, discovery=operator.served_at(body, opted_in=spec.discovery)
+    )
+    return await apply_issuer_outcome(operator, body, outcome, now)
 
 
 async def reconcile_external(operator: Operator, body: Mapping[str, Any], spec: IssuerSpec) -> float | None:
@@ -292,44 +298,18 @@ async def reconcile_external(operator: Operator, body: Mapping[str, Any], spec: 
     # Keys the Issuer generated before it mirrored this provider are wound down.
     generated = records_from_status(status)
     wound = (
-        await _wind_down(operator, body, spec, status, generated=generated, now=moment) if generated else None
+        await wind_down(operator, body, spec, status, generated=generated, now=moment) if generated else None
     )
-    outcome = external_outcome(body, mirrored, source, wound, now=moment, next_fetch=next_fetch)
+    outcome = external_outcome(
+        body,
+        mirrored,
+        source,
+        wound,
+        now=moment,
+        next_fetch=next_fetch,
+        discovery=operator.served_at(body, opted_in=spec.discovery),
+    )
     return await apply_issuer_outcome(operator, body, outcome, moment)
-
-
-async def _wind_down(
-    operator: Operator,
-    body: Mapping[str, Any],
-    spec: IssuerSpec,
-    status: Mapping[str, Any],
-    *,
-    generated: list[KeyRecord],
-    now: int,
-) -> Step:
-    """Retire the keys an Issuer generated before it mirrored an external JWKS.
-
-    Their private keys leave the Secret, so no signer mints a token with them again; every copy of the
-    old Secret (up to P old) may still sign, so the keys stay published under the lost-key rule of the
-    rotation plan.
-    """
-    meta = body["metadata"]
-    secret, stored = None, None
-    with contextlib.suppress(NotReady):
-        secret = await read_secret(operator, meta["namespace"], meta["name"])
-        stored = load_stored(readable_secret(meta["name"], secret))
-    result = step(
-        now,
-        spec,
-        dataclasses.replace(stored, private_keys={}) if stored is not None else None,
-        (),
-        status_keys=stored_public_keys(status),
-        recorded=generated,
-        generate_keys=False,
-    )
-    if stored is not None:
-        await write_secret(operator, body, spec, secret, result)
-    return result
 
 
 @kopf.on.delete(GROUP, VERSION, "issuers")

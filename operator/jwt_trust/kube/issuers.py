@@ -69,6 +69,7 @@ class IssuerSpec:
     revocation_mode: OnRevoke
     retain_secret: bool
     external: ExternalSpec | None
+    discovery: bool = False  # served by the discovery service (and gated on it)
 
 
 def secret_name(issuer_name: str) -> str:
@@ -162,6 +163,7 @@ def parse_issuer_spec(spec: Mapping[str, Any]) -> IssuerSpec:
         revocation_mode=mode,
         retain_secret=spec.get("deletionPolicy", "Delete") == "Retain",
         external=external,
+        discovery=bool((spec.get("discovery") or {}).get("enabled", False)),
     )
 
 

@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import kopf
@@ -28,7 +29,7 @@ from .errors import Transient, retry_after
 from .events import EventRecorder
 from .informers import Informer, Key
 from .policies import MANAGED_BY, MANAGED_BY_VALUE, POLICY_LABEL, Revision, Target
-from .reconcile import API_VERSION, ISSUER_LABEL, Event, policy_refs
+from .reconcile import API_VERSION, ISSUER_LABEL, Event, discovery_urls, policy_refs
 
 OUR_LABEL = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
 RETRY_CAUSES = ("api", "write", "fetch")
@@ -42,6 +43,29 @@ log = logging.getLogger("jwt_trust.operator")
 class NamespaceSummary:
     labels: tuple[tuple[str, str], ...]
     terminating: bool
+
+
+@dataclass(frozen=True)
+class DiscoveryService:
+    """The discovery service whose replicas serve opted-in Issuers: where consumers reach it
+    (``base_url``), the Service whose EndpointSlices list its replicas, and the CA its certificate
+    chains to (None: the system roots)."""
+
+    base_url: str
+    namespace: str
+    service: str
+    ca_bundle: str | None = None
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> DiscoveryService | None:
+        """``JWT_TRUST_DISCOVERY_URL``, ``_SERVICE`` (namespace/name) and ``_CA_FILE``, as the chart
+        sets them when the service is enabled; None when it is not."""
+        base_url, service = env.get("JWT_TRUST_DISCOVERY_URL", ""), env.get("JWT_TRUST_DISCOVERY_SERVICE", "")
+        if not base_url or "/" not in service:
+            return None
+        namespace, _, name = service.partition("/")
+        ca_file = env.get("JWT_TRUST_DISCOVERY_CA_FILE", "")
+        return cls(base_url, namespace, name, Path(ca_file).read_text() if ca_file else None)
 
 
 @dataclass
@@ -64,6 +88,7 @@ class Operator:
     stale_since: dict[str, float] = field(default_factory=dict)
     revisions: dict[str, Revision] = field(default_factory=dict)  # per policy: the last one written
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    discovery: DiscoveryService | None = None
 
     @property
     def informers(self) -> list[Informer[Any]]:
@@ -87,6 +112,13 @@ class Operator:
             for (ns, n), obj in self.issuers.objects.items()
             if not obj["metadata"].get("deletionTimestamp")
         }
+
+    def served_at(self, body: Mapping[str, Any], *, opted_in: bool) -> dict[str, str] | None:
+        """Where the discovery service serves an Issuer (None: it does not)."""
+        if not opted_in or self.discovery is None:
+            return None
+        meta = body["metadata"]
+        return discovery_urls(self.discovery.base_url, meta["namespace"], meta["name"])
 
     def active_namespaces(self) -> dict[str, dict[str, str]]:
         """Every namespace that is not Terminating, with its labels."""
@@ -172,7 +204,13 @@ def summarise_secret(obj: dict[str, Any]) -> tuple[str, str]:
     return str((meta.get("labels") or {}).get(ISSUER_LABEL, "")), digest
 
 
-def build(api: KubeAPI, *, secret_namespaces: list[str], write_concurrency: int) -> Operator:
+def build(
+    api: KubeAPI,
+    *,
+    secret_namespaces: list[str],
+    write_concurrency: int,
+    discovery: DiscoveryService | None = None,
+) -> Operator:
     """The operator's caches, wired so that each change pokes the daemons it concerns."""
     operator: Operator
 
@@ -222,6 +260,7 @@ def build(api: KubeAPI, *, secret_namespaces: list[str], write_concurrency: int)
         issuers=Informer(api, Ref(API_VERSION, "issuers"), summarise_custom, on_change=on_issuer),
         policies=Informer(api, Ref(API_VERSION, "trustpolicies"), summarise_custom, on_change=on_policy),
         write_slots=asyncio.Semaphore(write_concurrency),
+        discovery=discovery,
     )
     return operator
 

@@ -49,6 +49,10 @@ ISSUER_SETTLE_SECONDS = 5.0
 SETTLE_POLL_SECONDS = 0.2
 # At most this many failed namespaces are listed in a policy's status, and reported one Event each.
 FAILED_LISTED, FAILED_REPORTED = 100, 5
+DISCOVERY = "the discovery service"
+# While a key waits for the discovery service, its replicas are asked again this often: they serve a
+# key as soon as they see the status that lists it, and nothing pokes the operator when they do.
+DISCOVERY_POLL_SECONDS = 2.0
 NOT_OURS_REASONS = ("TargetNotOwned", "TargetOwnedByAnotherPolicy")
 
 Event = tuple[str, str, str]
@@ -185,36 +189,84 @@ def secret_needs_write(
 
 @dataclass(frozen=True)
 class Publication:
-    """What the policies trusting one Issuer report as written to all their targets."""
+    """What every publication target of one Issuer holds: the TrustPolicies naming it (each reports
+    the kids all its targets hold) and, for an Issuer served by it, the discovery service."""
 
-    held: Mapping[str, frozenset[str]]  # per trusting policy: the kids every one of its targets holds
+    held: Mapping[str, frozenset[str]]  # per target ("TrustPolicy web", DISCOVERY): the kids it holds
 
     @property
     def kids(self) -> frozenset[str]:
-        """A key is published only when every trusting policy holds it (none trusting: nothing is)."""
+        """A key is published only when every target holds it (no target: nothing is)."""
         sets = list(self.held.values())
         return frozenset.intersection(*sets) if sets else frozenset()
 
     def waiting_for(self, kids: Iterable[str]) -> list[str]:
-        """The trusting policies that do not hold every one of ``kids`` yet."""
+        """The targets that do not hold every one of ``kids`` yet."""
         wanted = set(kids)
         return sorted(name for name, held in self.held.items() if not wanted <= held)
 
 
-def publication(ref: str, policies: Iterable[Mapping[str, Any]]) -> Publication:
-    """The progress of every TrustPolicy naming ``ref`` (one being deleted does not count)."""
+def publication(
+    ref: str, policies: Iterable[Mapping[str, Any]], *, discovery: frozenset[str] | None = None
+) -> Publication:
+    """The progress of every TrustPolicy naming ``ref`` (one being deleted does not count), and with
+    ``discovery`` (the kids every ready replica of the discovery service serves) of that service."""
     held: dict[str, frozenset[str]] = {}
     for body in policies:
         meta = body.get("metadata") or {}
         if ref not in policy_refs(body) or meta.get("deletionTimestamp"):
             continue
-        held[str(meta.get("name"))] = frozenset(
+        held[f"TrustPolicy {meta.get('name')}"] = frozenset(
             kid
             for entry in (body.get("status") or {}).get("publishedKeys") or ()
             if entry.get("issuer") == ref
             for kid in entry.get("kids") or ()
         )
+    if discovery is not None:
+        held[DISCOVERY] = discovery
     return Publication(held)
+
+
+def served_by_every_replica(replicas: Mapping[str, frozenset[str] | None]) -> frozenset[str]:
+    """The kids every ready replica of the discovery service serves (per replica: the kids of the JWK
+    Set it served, None when it did not answer). No ready replica, or one that did not answer, serves
+    nothing: a URL consumer may be sent to any of them."""
+    sets = list(replicas.values())
+    if not sets or any(kids is None for kids in sets):
+        return frozenset()
+    return frozenset.intersection(*(kids for kids in sets if kids is not None))
+
+
+def served_kids(raw: bytes) -> frozenset[str] | None:
+    """The kids of a JWK Set a replica served (None: not a JWK Set)."""
+    try:
+        keys = json.loads(raw).get("keys")
+        return frozenset(str(jwk["kid"]) for jwk in keys if "kid" in jwk)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def replica_urls(endpoint_slices: Iterable[Mapping[str, Any]], path: str) -> dict[str, str]:
+    """Per ready replica of a Service (from its EndpointSlices): the https URL of ``path`` on it."""
+    urls: dict[str, str] = {}
+    for piece in endpoint_slices:
+        port = next((p.get("port") for p in piece.get("ports") or () if p.get("port")), None)
+        if port is None:
+            continue
+        for endpoint in piece.get("endpoints") or ():
+            # An unknown readiness counts as ready, as the EndpointSlice API asks of its consumers.
+            if (endpoint.get("conditions") or {}).get("ready") is False or not endpoint.get("addresses"):
+                continue
+            address = endpoint["addresses"][0]
+            host = f"[{address}]" if ":" in address else address
+            urls[f"{host}:{port}"] = f"https://{host}:{port}{path}"
+    return urls
+
+
+def discovery_urls(base_url: str, namespace: str, name: str) -> dict[str, str]:
+    """Where the discovery service serves an Issuer (``status.discovery``)."""
+    root = f"{base_url.rstrip('/')}/issuers/{namespace}/{name}"
+    return {"discoveryURL": f"{root}/.well-known/openid-configuration", "jwksURL": f"{root}/jwks"}
 
 
 @dataclass(frozen=True)
@@ -228,9 +280,16 @@ class IssuerOutcome:
 
 
 def generated_outcome(
-    body: Mapping[str, Any], spec: IssuerSpec, result: Step, trust: Publication, now: int
+    body: Mapping[str, Any],
+    spec: IssuerSpec,
+    result: Step,
+    trust: Publication,
+    now: int,
+    *,
+    discovery: Mapping[str, str] | None = None,
 ) -> IssuerOutcome:
-    """The status, Events and wake-up after one step of the rotation plan."""
+    """The status, Events and wake-up after one step of the rotation plan; ``discovery``: where the
+    discovery service serves the Issuer, when it does."""
     status = owned_status(body)
     generation = (body.get("metadata") or {}).get("generation")
     pending = [r.kid for r in result.records if r.published_at is None]
@@ -241,7 +300,7 @@ def generated_outcome(
             True, "KeyActive", f"key {active} signs", generation=generation, previous=status, now=now
         )
     elif waiting_for:
-        message = f"the next key waits for TrustPolicies {', '.join(waiting_for)} to publish it"
+        message = f"the next key waits for publication by {', '.join(waiting_for)}"
         ready = ready_condition(
             False, "AwaitingPublication", message, generation=generation, previous=status, now=now
         )
@@ -265,12 +324,17 @@ def generated_outcome(
     changes = [t for t in (result.plan.wake_at, earliest_activation(now, result.records, spec.rotation)) if t]
     if changes:
         new_status["nextRotation"] = iso(min(changes))
+    if discovery:
+        new_status["discovery"] = dict(discovery)
     events = [("Normal", "KeyGenerated", f"generated {spec.algorithm} key {kid}") for kid in result.generated]
     events += result.events
+    wake_at = None if result.plan.wake_at is None else float(result.plan.wake_at)
+    if DISCOVERY in waiting_for:
+        wake_at = min(wake_at or float("inf"), now + DISCOVERY_POLL_SECONDS)
     return IssuerOutcome(
         status=new_status,
         events=tuple(events),
-        wake_at=None if result.plan.wake_at is None else float(result.plan.wake_at),
+        wake_at=wake_at,
         generated=len(result.generated),
         revoked=sum(1 for _, reason, _ in result.events if reason == "KeyRevoked"),
     )
@@ -310,6 +374,7 @@ def external_outcome(
     *,
     now: int,
     next_fetch: float | None,
+    discovery: Mapping[str, str] | None = None,
 ) -> IssuerOutcome:
     """The status after mirroring ``mirrored`` from ``source``; ``wound``: the wind-down of keys the
     Issuer generated before it mirrored this provider (None when it never did)."""
@@ -358,6 +423,8 @@ def external_outcome(
         events.append(("Normal", "JWKSUpdated", message))
     if updated_at:
         new_status["jwksUpdatedAt"] = updated_at
+    if discovery:
+        new_status["discovery"] = dict(discovery)
     return IssuerOutcome(status=new_status, events=tuple(events), wake_at=wake_at, cleared=tuple(cleared))
 
 

@@ -6,15 +6,21 @@ field manager), every Event through the operator's recorder.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
+
+from jwt_trust.rotation import KeyRecord
 
 from . import metrics
 from .api import Ref
-from .errors import APIError, NotReady, Transient
-from .issuers import IssuerSpec, Step, secret_name
+from .errors import APIError, FetchError, NotReady, Transient
+from .external import fetch_jwks
+from .issuers import IssuerSpec, Step, load_stored, secret_name, step, stored_public_keys
 from .operator import Operator, summarise_configmap
 from .reconcile import (
     API_VERSION,
@@ -26,13 +32,18 @@ from .reconcile import (
     key_counts,
     not_ready_status,
     owned_status,
+    readable_secret,
+    replica_urls,
     secret_data,
     secret_denied,
     secret_manifest,
     secret_needs_write,
+    served_kids,
 )
 
 PLURALS = {"Issuer": "issuers", "TrustPolicy": "trustpolicies"}
+DISCOVERY_TIMEOUT = 5.0
+DISCOVERY_MAX_BYTES = 1024 * 1024
 
 log = logging.getLogger("jwt_trust.operator")
 
@@ -197,3 +208,68 @@ async def apply_policy_outcome(
         return operator.retries.failed(retry_key, time.time())
     operator.retries.succeeded(retry_key)
     return None
+
+
+async def discovery_served(operator: Operator, namespace: str, name: str) -> dict[str, frozenset[str] | None]:
+    """Per ready replica of the discovery service, the kids it serves for the Issuer (None: no answer).
+    No discovery service configured: no replica."""
+    service = operator.discovery
+    if service is None:
+        return {}
+    slices, _version = await operator.api.list(
+        Ref("discovery.k8s.io/v1", "endpointslices", service.namespace),
+        label_selector=f"kubernetes.io/service-name={service.service}",
+    )
+    urls = replica_urls(slices, f"/issuers/{namespace}/{name}/jwks")
+    hostname = urlsplit(service.base_url).hostname
+
+    async def served(url: str) -> frozenset[str] | None:
+        try:
+            raw = await fetch_jwks(
+                url,
+                ca_bundle=service.ca_bundle,
+                timeout=DISCOVERY_TIMEOUT,
+                max_bytes=DISCOVERY_MAX_BYTES,
+                server_hostname=hostname,
+            )
+        except FetchError as error:
+            log.info("discovery replica %s: %s", url, error)
+            return None
+        return served_kids(raw)
+
+    answers = await asyncio.gather(*(served(url) for url in urls.values()))
+    return dict(zip(urls, answers, strict=True))
+
+
+async def wind_down(
+    operator: Operator,
+    body: Mapping[str, Any],
+    spec: IssuerSpec,
+    status: Mapping[str, Any],
+    *,
+    generated: list[KeyRecord],
+    now: int,
+) -> Step:
+    """Retire the keys an Issuer generated before it mirrored an external JWKS.
+
+    Their private keys leave the Secret, so no signer mints a token with them again; every copy of the
+    old Secret (up to P old) may still sign, so the keys stay published under the lost-key rule of the
+    rotation plan.
+    """
+    meta = body["metadata"]
+    secret, stored = None, None
+    with contextlib.suppress(NotReady):
+        secret = await read_secret(operator, meta["namespace"], meta["name"])
+        stored = load_stored(readable_secret(meta["name"], secret))
+    result = step(
+        now,
+        spec,
+        dataclasses.replace(stored, private_keys={}) if stored is not None else None,
+        (),
+        status_keys=stored_public_keys(status),
+        recorded=generated,
+        generate_keys=False,
+    )
+    if stored is not None:
+        await write_secret(operator, body, spec, secret, result)
+    return result

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import projection
+from . import authentication_config, projection
 from .algorithms import ALGORITHMS, normalise_algorithm
 from .errors import InvalidToken, JWTTrustError
 from .keys import generate_private_key, public_jwk
@@ -82,6 +82,18 @@ def main_parser() -> argparse.ArgumentParser:
     keygen.add_argument("--max-token-lifetime", type=int, default=3600)
     keygen.add_argument("--out", type=Path, required=True, help="directory for keys.json + <kid>.pem")
     keygen.add_argument("--jwks-out", type=Path, help="where to write the public JWKS (default: stdout)")
+
+    authn = commands.add_parser(
+        "authentication-config",
+        help="print a kube-apiserver AuthenticationConfiguration for an Issuer the discovery service serves",
+    )
+    authn.add_argument("issuer", help="the Issuer as JSON (kubectl get issuer NAME -o json), or - for stdin")
+    authn.add_argument("--audience", action="append", required=True, help="an accepted audience (repeatable)")
+    authn.add_argument(
+        "--ca-file", type=Path, help="PEM of the CA that signed the discovery service's certificate"
+    )
+    authn.add_argument("--username-claim", default="sub")
+    authn.add_argument("--username-prefix", help="default: jwt-trust:<namespace>/<name>:")
 
     return parser
 
@@ -199,6 +211,29 @@ def _keygen(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _authentication_config(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.issuer == "-" else Path(args.issuer).read_text()
+        issuer = json.loads(text)
+        ca = args.ca_file.read_text() if args.ca_file is not None else None
+    except OSError as error:
+        raise UsageError(f"cannot read {error.filename}: {error.strerror}") from None
+    except ValueError as error:
+        raise UsageError(f"the Issuer is not JSON: {error}") from None
+    try:
+        authenticator = authentication_config.jwt_authenticator(
+            issuer,
+            audiences=args.audience,
+            certificate_authority=ca,
+            username_claim=args.username_claim,
+            username_prefix=args.username_prefix,
+        )
+    except authentication_config.NotServed as error:
+        raise UsageError(str(error)) from None
+    print(authentication_config.to_yaml(authentication_config.authentication_configuration([authenticator])))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = main_parser()
     try:
@@ -210,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "mint": _mint,
         "inspect": _inspect,
         "keygen": _keygen,
+        "authentication-config": _authentication_config,
     }
     try:
         return handlers[args.command](args)

@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 SOURCES = REPO / "operator"
 # Every command of the installed `jwt-trust`. A new command belongs here only once it works from an
 # install alone (no checkout, no build script, no files outside the wheel).
-INSTALLED_COMMANDS = {"verify", "mint", "inspect", "keygen"}
+INSTALLED_COMMANDS = {"verify", "mint", "inspect", "keygen", "authentication-config"}
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jwt_trust import errors
 from jwt_trust.cli import main
@@ -143,3 +145,82 @@ def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
     assert main(["verify", "x.y.z"]) == 2  # neither --trust-dir nor --jwks
     assert main(["verify", "x.y.z", "--jwks", str(tmp_path / "missing.json")]) == 2
     assert main(["keygen", "--alg", "HS256", "--issuer", ISSUER, "--out", str(tmp_path)]) == 2
+
+
+# --- authentication-config -------------------------------------------------------------------------
+
+SERVED_ISSUER = {
+    "apiVersion": "jwt-trust.dev/v1alpha1",
+    "kind": "Issuer",
+    "metadata": {"name": "auth", "namespace": "idp"},
+    "spec": {"issuer": "https://auth.example"},
+    "status": {
+        "discovery": {
+            "discoveryURL": "https://discovery.example:8443/issuers/idp/auth/.well-known/openid-configuration",
+            "jwksURL": "https://discovery.example:8443/issuers/idp/auth/jwks",
+        }
+    },
+}
+
+
+def test_authentication_config_prints_a_jwt_authenticator_the_api_server_reads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    (tmp_path / "issuer.json").write_text(json.dumps(SERVED_ISSUER))
+    (tmp_path / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    argv = ["authentication-config", str(tmp_path / "issuer.json"), "--audience", "kubernetes"]
+    assert main([*argv, "--ca-file", str(tmp_path / "ca.pem")]) == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    assert config["apiVersion"] == "apiserver.config.k8s.io/v1"
+    assert config["kind"] == "AuthenticationConfiguration"
+    (authenticator,) = config["jwt"]
+    assert authenticator["issuer"] == {
+        "url": "https://auth.example",
+        "discoveryURL": SERVED_ISSUER["status"]["discovery"]["discoveryURL"],
+        "audiences": ["kubernetes"],
+        "certificateAuthority": (tmp_path / "ca.pem").read_text(),
+    }
+    assert authenticator["claimMappings"] == {"username": {"claim": "sub", "prefix": "jwt-trust:idp/auth:"}}
+
+
+def test_authentication_config_refuses_an_issuer_the_discovery_service_does_not_serve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unserved = {**SERVED_ISSUER, "status": {}}
+    (tmp_path / "issuer.json").write_text(json.dumps(unserved))
+    assert main(["authentication-config", str(tmp_path / "issuer.json"), "--audience", "k"]) == 2
+    assert "not served by the discovery service" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["authentication-config", str(tmp_path / "bad.json"), "--audience", "k"]) == 2
+    assert "not JSON" in capsys.readouterr().err
+
+
+SCALARS = st.one_of(
+    st.text(max_size=20),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.sampled_from(["a: b", "x:", "#c", "true", "- y", "1"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.recursive(
+        SCALARS,
+        lambda children: (
+            st.lists(children, min_size=1, max_size=3)
+            | st.dictionaries(
+                st.from_regex(r"[a-zA-Z][a-zA-Z0-9]{0,8}", fullmatch=True), children, min_size=1, max_size=3
+            )
+        ),
+        max_leaves=12,
+    ).filter(lambda v: isinstance(v, dict))
+)
+def test_the_yaml_it_prints_reads_back_as_the_same_data(value: dict[str, object]) -> None:
+    import yaml
+
+    from jwt_trust.authentication_config import to_yaml
+
+    assert yaml.safe_load(to_yaml(value)) == value

@@ -37,6 +37,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -228,8 +229,11 @@ def start(
     bin_dir: Path | None = None,
     timeout: float = 120,
     detach: bool = False,
+    apiserver_args: Sequence[str] = (),
 ) -> ControlPlane:
     """Start etcd, kube-apiserver and (by default) kube-controller-manager; return once usable.
+
+    ``apiserver_args`` are added to kube-apiserver's flags (``--authentication-config=...``, say).
 
     "Usable" means ``/readyz`` is OK and, with the controller manager, the ``default`` ServiceAccount
     exists (proof that its controllers run). With ``detach`` the processes are not stopped at exit.
@@ -311,6 +315,7 @@ def start(
                 "--endpoint-reconciler-type=none",
                 f"--cert-dir={workdir / 'pki'}",
                 "--v=1",
+                *apiserver_args,
             ],
         )
         _wait_for(lambda: _readyz(api_port, pki["ca.crt"]), deadline, plane, "kube-apiserver")

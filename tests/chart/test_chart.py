@@ -262,6 +262,66 @@ def test_bad_values_fail_with_a_schema_message(helm: Path, setting: str, where: 
     assert where in result.stderr
 
 
+DISCOVERY = {"discovery": {"enabled": True, "tls": {"secretName": "discovery-tls"}}}
+
+
+def deployments(manifest: str) -> dict[str, dict[str, Any]]:
+    return {obj["metadata"]["name"]: obj for obj in objects(manifest) if obj["kind"] == "Deployment"}
+
+
+def test_the_discovery_service_is_off_by_default_and_needs_a_tls_secret(helm: Path) -> None:
+    assert list(deployments(render(helm, namespace=NAMESPACE))) == ["jwt-trust"]
+    argv = [str(helm), "template", "x", str(CHART), "--set", "discovery.enabled=true"]
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+    assert result.returncode != 0
+    assert "discovery/tls/secretName" in result.stderr
+
+
+def test_the_discovery_service_runs_locked_down_and_reads_only_issuers(helm: Path) -> None:
+    manifest = render(helm, namespace=NAMESPACE, values=DISCOVERY)
+    operator, discovery = deployments(manifest)["jwt-trust"], deployments(manifest)["jwt-trust-discovery"]
+    # Neither Deployment (nor budget, nor Service) selects the other's pods.
+    for one, other in ((operator, discovery), (discovery, operator)):
+        selector = one["spec"]["selector"]["matchLabels"]
+        labels = other["spec"]["template"]["metadata"]["labels"]
+        assert not all(labels.get(k) == v for k, v in selector.items())
+    assert discovery["spec"]["replicas"] == 2
+    pod = discovery["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "jwt-trust-discovery"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (server,) = pod["containers"]
+    assert server["command"] == ["jwt-trust", "discovery"]
+    assert "--url=https://jwt-trust-discovery.jwt-trust-system.svc:8443" in server["args"]
+    assert server["securityContext"]["readOnlyRootFilesystem"] is True
+    assert server["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert server["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    tls = next(v for v in pod["volumes"] if v["name"] == "tls")
+    assert tls["secret"]["secretName"] == "discovery-tls"
+    roles = {
+        obj["metadata"]["name"]: obj for obj in objects(manifest) if obj["kind"] in {"ClusterRole", "Role"}
+    }
+    assert rules(roles["jwt-trust-discovery"]) == [(["jwt-trust.dev"], ["issuers"], ["get", "list", "watch"])]
+    assert rules(roles["jwt-trust-discovery-endpoints"]) == [
+        (["discovery.k8s.io"], ["endpointslices"], ["get", "list", "watch"])
+    ]
+    assert roles["jwt-trust-discovery-endpoints"]["metadata"]["namespace"] == NAMESPACE
+    service = next(
+        o
+        for o in objects(manifest)
+        if o["kind"] == "Service" and o["metadata"]["name"] == "jwt-trust-discovery"
+    )
+    assert service["spec"]["selector"] == discovery["spec"]["selector"]["matchLabels"]
+    # The operator finds the replicas through that Service and trusts only the CA of its certificate.
+    settings = {
+        e["name"]: e.get("value") for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert settings["JWT_TRUST_DISCOVERY_URL"] == "https://jwt-trust-discovery.jwt-trust-system.svc:8443"
+    assert settings["JWT_TRUST_DISCOVERY_SERVICE"] == f"{NAMESPACE}/jwt-trust-discovery"
+    ca = next(v for v in operator["spec"]["template"]["spec"]["volumes"] if v["name"] == "discovery-ca")
+    assert ca["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+
+
 def test_chart_crds_are_exact_copies_of_the_repository_crds() -> None:
     source = {path.name: path.read_bytes() for path in sorted((REPO / "crds").glob("*.yaml"))}
     copies = {path.name: path.read_bytes() for path in sorted((CHART / "crds").iterdir())}
@@ -357,8 +417,9 @@ def install_crds(plane: ControlPlane) -> None:
     [
         {},
         {"replicas": 1, "peering": {"enabled": False}, "secretNamespaces": ["SECRETS_NS"]},
+        {"discovery": {"enabled": True, "tls": {"secretName": "discovery-tls"}}},
     ],
-    ids=["defaults", "single-replica-scoped-secrets"],
+    ids=["defaults", "single-replica-scoped-secrets", "discovery"],
 )
 def test_rendered_manifests_pass_the_api_servers_validation(
     control_plane: ControlPlane, unique_namespace: str, values: dict[str, Any]

@@ -47,3 +47,31 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
+
+{{/* The discovery service: its own name, so that neither Deployment's selector matches the other's pods. */}}
+{{- define "jwt-trust.discovery.fullname" -}}
+{{- printf "%s-discovery" (include "jwt-trust.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "jwt-trust.discovery.selectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-discovery" (include "jwt-trust.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "jwt-trust.discovery.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "jwt-trust.discovery.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: discovery
+app.kubernetes.io/part-of: jwt-trust
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Where consumers reach the discovery service: discovery.url, or the Service's cluster DNS name. */}}
+{{- define "jwt-trust.discovery.url" -}}
+{{- if .Values.discovery.url }}
+{{- .Values.discovery.url | trimSuffix "/" }}
+{{- else }}
+{{- printf "https://%s.%s.svc:%d" (include "jwt-trust.discovery.fullname" .) .Release.Namespace (int .Values.discovery.port) }}
+{{- end }}
+{{- end }}

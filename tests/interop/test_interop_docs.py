@@ -30,12 +30,27 @@ EXAMPLES = ROOT / "examples"
 PER_ISSUER_FILE = re.compile(r"issuer\.(?P<namespace>[^.]+)\.(?P<name>.+)\.jwks\.json")
 
 
+URL_SECTION = "## Keys from a URL: the discovery service"
+
+
+def _documents(text: str) -> list[Any]:
+    blocks = re.findall(r"^```yaml\n(.*?)^```$", text, re.DOTALL | re.MULTILINE)
+    assert blocks, "no yaml blocks"
+    return [document for block in blocks for document in yaml.safe_load_all(block)]
+
+
 @pytest.fixture(scope="module")
 def snippets() -> list[Any]:
-    """Every YAML document of every ```yaml block of the page, in order."""
-    blocks = re.findall(r"^```yaml\n(.*?)^```$", DOC.read_text(), re.DOTALL | re.MULTILINE)
-    assert blocks, "docs/interop.md has no yaml blocks"
-    return [document for block in blocks for document in yaml.safe_load_all(block)]
+    """Every YAML document of the page's file and inline sections (before the discovery service), in order."""
+    return _documents(DOC.read_text().split(URL_SECTION)[0])
+
+
+@pytest.fixture(scope="module")
+def url_snippets() -> list[Any]:
+    """The YAML documents of the section on the discovery service."""
+    text = DOC.read_text()
+    assert URL_SECTION in text
+    return _documents(text.split(URL_SECTION)[1])
 
 
 def _mappings(node: Any) -> Iterator[dict[str, Any]]:
@@ -205,3 +220,34 @@ def test_documented_go_and_node_versions_are_the_pinned_ones() -> None:
         assert f"| `{module}` | {version} |" in text
     lock = json.loads((ROOT / "tests" / "interop" / "node" / "package-lock.json").read_text())
     assert f"| `jose` | {lock['packages']['node_modules/jose']['version']} |" in text
+
+
+def test_url_consumers_are_pointed_at_the_documents_the_discovery_service_serves(
+    url_snippets: list[Any],
+) -> None:
+    """The API server stanza is what ``jwt-trust authentication-config`` prints for the example Issuer,
+    and Istio's ``jwksUri`` and Envoy's ``remote_jwks`` name that Issuer's JWK Set on the service."""
+    from jwt_trust.authentication_config import authentication_configuration, jwt_authenticator
+    from jwt_trust.kube.reconcile import discovery_urls
+
+    example = yaml.safe_load((EXAMPLES / "issuer.yaml").read_text())
+    meta = example["metadata"]
+    urls = discovery_urls(
+        "https://jwt-trust-discovery.jwt-trust-system.svc:8443", meta["namespace"], meta["name"]
+    )
+    (config,) = [
+        d for d in url_snippets if isinstance(d, dict) and d.get("kind") == "AuthenticationConfiguration"
+    ]
+    documented_ca = config["jwt"][0]["issuer"]["certificateAuthority"]
+    served = {**example, "status": {"discovery": urls}}
+    assert config == authentication_configuration(
+        [jwt_authenticator(served, audiences=["kubernetes"], certificate_authority=documented_ca)]
+    )
+    (istio,) = [d for d in url_snippets if isinstance(d, dict) and d.get("kind") == "RequestAuthentication"]
+    (rule,) = istio["spec"]["jwtRules"]
+    assert rule["issuer"] == example["spec"]["issuer"]
+    assert rule["jwksUri"] == urls["jwksURL"]
+    (envoy,) = [d for d in url_snippets if isinstance(d, dict) and "providers" in d]
+    (provider,) = envoy["providers"].values()
+    assert provider["issuer"] == example["spec"]["issuer"]
+    assert provider["remote_jwks"]["http_uri"]["uri"] == urls["jwksURL"]

@@ -40,6 +40,7 @@ from jwt_trust.kube.discovery_documents import (
     render_documents,
     served_kids,
 )
+from jwt_trust.kube.informers import Informer
 from jwt_trust.kube.policies import issuer_trust
 from jwt_trust.projection import PolicyTrust, render_configmap_data
 from jwt_trust_testing.https import certificates
@@ -220,6 +221,34 @@ def test_served_kids_refuses_what_is_not_a_jwk_set() -> None:
     for bad in (b"[]", b'{"keys":{}}', b'{"keys":[{"kty":"EC"}]}', b"{"):
         with pytest.raises(ValueError):  # noqa: PT011 - json's own errors are ValueErrors, too
             served_kids(bad)
+
+
+def test_the_informer_source_reports_listing_failures_and_what_it_holds() -> None:
+    render = discovery.summarise(BASE)
+    served, hidden = issuer("orders"), issuer("billing", enabled=False)
+    assert render(hidden) is None
+    assert render({"metadata": {"name": "odd", "namespace": "x"}, "spec": ["not", "a", "map"]}) is None
+
+    async def check() -> None:
+        informer: Informer[IssuerDocuments | None] = Informer(None, discovery.ISSUERS, render)  # type: ignore[arg-type]
+        source = discovery.InformerSource(informer)
+        assert source.state() == SourceState(listed=False, failing_for=None)
+        informer.objects = {("team-a", "orders"): render(served), ("team-a", "billing"): render(hidden)}
+        informer.synced.set()
+        assert source.state() == SourceState(listed=True, failing_for=None)
+        assert source.documents("team-a", "orders") == rendered(served)
+        assert source.documents("team-a", "billing") is None
+        assert source.documents("team-a", "missing") is None
+        # A failure: the cache is relisted (synced cleared) but what it listed once still counts.
+        informer.synced.clear()
+        informer.failing_since, informer.last_error = time.monotonic() - 3, "APIError 403: forbidden"
+        state = source.state()
+        assert state.listed
+        assert state.failing_for is not None
+        assert state.failing_for >= 3
+        assert state.detail == "APIError 403: forbidden"
+
+    asyncio.run(check())
 
 
 # --- the server over TLS --------------------------------------------------------------------------
@@ -566,7 +595,7 @@ def test_bad_flags_exit_2(tls_files: tuple[Path, Path, Path], kubeconfig: Path) 
     _, cert, key = tls_files
     result = _run("--tls-cert", str(cert), "--tls-key", str(key), kubeconfig=kubeconfig)
     assert result.returncode == 2
-    assert "discovery URL" in result.stderr
+    assert "--url (or JWT_TRUST_DISCOVERY_URL) is required" in result.stderr
     result = _run(
         "--url", "http://plain.example", "--tls-cert", str(cert), "--tls-key", str(key), kubeconfig=kubeconfig
     )
@@ -576,6 +605,7 @@ def test_bad_flags_exit_2(tls_files: tuple[Path, Path, Path], kubeconfig: Path) 
     assert result.returncode == 2
     assert "--tls-cert and --tls-key are required" in result.stderr
     assert _run("--port", "many", kubeconfig=kubeconfig).returncode == 2
+    assert _run("--log-level", "loud", kubeconfig=kubeconfig).returncode == 2
 
 
 def test_a_port_in_use_exits_1_with_one_line(tls_files: tuple[Path, Path, Path], kubeconfig: Path) -> None:

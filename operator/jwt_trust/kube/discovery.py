@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import signal
@@ -42,10 +43,12 @@ from typing import Any, Protocol
 
 import kopf
 from aiohttp import web
+from multidict import CIMultiDict
 
 from .api import KubeAPI, Ref
 from .discovery_documents import (
     CONFIGURATION_PATH,
+    Document,
     IssuerDocuments,
     etag_matches,
     normalise_base_url,
@@ -64,6 +67,7 @@ MAX_HEADERS = 64
 KEEPALIVE_SECONDS = 15.0  # an idle connection (also one that never sends a whole request) is closed
 TLS_HANDSHAKE_SECONDS = 10.0
 SHUTDOWN_SECONDS = 5.0
+MAX_CACHED_PATHS = 4096
 ISSUERS = Ref("jwt-trust.dev/v1alpha1", "issuers")
 ALLOW = "GET, HEAD"
 
@@ -155,21 +159,38 @@ def _plain(status: int, text: str, **headers: str) -> web.Response:
 
 
 def make_handler(source: Source) -> Callable[[web.Request], Any]:
+    # Per request the work is two dict lookups and a copy of prebuilt headers: a path's parse and a
+    # document's headers are computed once (both caches bounded: paths come from clients).
+    parse = functools.lru_cache(maxsize=MAX_CACHED_PATHS)(parse_path)
+    prebuilt: dict[tuple[Document, int], tuple[CIMultiDict[str], CIMultiDict[str]]] = {}
+
+    def headers_of(served: Document, max_age: int) -> tuple[CIMultiDict[str], CIMultiDict[str]]:
+        found = prebuilt.get((served, max_age))
+        if found is None:
+            if len(prebuilt) > 4 * MAX_CACHED_PATHS:
+                prebuilt.clear()
+            common = CIMultiDict(
+                {
+                    "ETag": served.etag,
+                    "Cache-Control": f"public, max-age={max_age}",
+                    "X-Content-Type-Options": "nosniff",
+                }
+            )
+            full = common.copy()
+            full["Content-Type"] = served.content_type
+            found = prebuilt[(served, max_age)] = (full, common)
+        return found
+
     async def handle(request: web.Request) -> web.StreamResponse:
         if request.method not in ("GET", "HEAD"):
             return _plain(405, "method not allowed", Allow=ALLOW)
         path = request.path
-        if path == "/healthz":
-            return _plain(200, "ok")
-        if path == "/readyz":
-            state = source.state()
-            if not state.listed:
-                return _plain(503, "not ready: Issuers not listed yet")
-            if state.failing_for is not None:
-                return _plain(503, f"not ready: the Issuer watch is failing ({state.detail})")
-            return _plain(200, "ok")
-        parsed = parse_path(path)
+        parsed = parse(path)
         if parsed is None:
+            if path == "/healthz":
+                return _plain(200, "ok")
+            if path == "/readyz":
+                return _readiness(source.state())
             return _plain(404, "not found")
         namespace, name, kind = parsed
         state = source.state()
@@ -181,16 +202,21 @@ def make_handler(source: Source) -> Callable[[web.Request], Any]:
         if state.failing_for is not None and state.failing_for > documents.stale_limit:
             return _plain(503, "the Issuer cache is stale", **{"Retry-After": "5"})
         served = documents.configuration if kind == CONFIGURATION_PATH else documents.jwks
-        headers = {
-            "ETag": served.etag,
-            "Cache-Control": f"public, max-age={documents.max_age}",
-            "X-Content-Type-Options": "nosniff",
-        }
-        if etag_matches(request.headers.get("If-None-Match"), served.etag):
-            return web.Response(status=304, headers=headers)
-        return web.Response(body=served.body, headers={**headers, "Content-Type": served.content_type})
+        full, common = headers_of(served, documents.max_age)
+        if_none_match = request.headers.get("If-None-Match")
+        if if_none_match and etag_matches(if_none_match, served.etag):
+            return web.Response(status=304, headers=common.copy())
+        return web.Response(body=served.body, headers=full.copy())
 
     return handle
+
+
+def _readiness(state: SourceState) -> web.Response:
+    if not state.listed:
+        return _plain(503, "not ready: Issuers not listed yet")
+    if state.failing_for is not None:
+        return _plain(503, f"not ready: the Issuer watch is failing ({state.detail})")
+    return _plain(200, "ok")
 
 
 def make_app(source: Source) -> web.Application:
@@ -363,7 +389,12 @@ def parser() -> argparse.ArgumentParser:
         "--tls-reload-interval", type=float, default=TLS_RELOAD_SECONDS, help="seconds between file checks"
     )
     result.add_argument("--kubeconfig", help="default: the in-cluster ServiceAccount, then $KUBECONFIG")
-    result.add_argument("--log-level", default=env("JWT_TRUST_LOG_LEVEL", "INFO"))
+    result.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        default=env("JWT_TRUST_LOG_LEVEL", "INFO").upper(),
+    )
     return result
 
 
@@ -385,8 +416,10 @@ def _login(kubeconfig: str | None) -> Callable[[], Any]:
 
 async def serve(args: argparse.Namespace, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set; raises StartupError when it cannot start."""
+    if not args.url:
+        raise StartupError("--url (or JWT_TRUST_DISCOVERY_URL) is required", EXIT_USAGE)
     try:
-        base_url = normalise_base_url(args.url or "")
+        base_url = normalise_base_url(args.url)
     except ValueError as error:
         raise StartupError(str(error), EXIT_USAGE) from None
     if not args.tls_cert or not args.tls_key:
@@ -422,9 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
     if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def run() -> None:
         stop = asyncio.Event()

@@ -2,7 +2,7 @@
 in-memory Issuer source, certificate reloading, and how the process starts or refuses to.
 
 The service against the real API server (list+watch, a key change followed) is in
-tests/e2e/test_discovery.py.
+tests/e2e/test_discovery_service.py.
 """
 
 from __future__ import annotations

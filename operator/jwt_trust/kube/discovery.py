@@ -148,7 +148,6 @@ def summarise(base_url: str) -> Callable[[dict[str, Any]], IssuerDocuments | Non
 
 # --- HTTP -----------------------------------------------------------------------------------------
 
-_TEXT = "text/plain; charset=utf-8"
 _NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 

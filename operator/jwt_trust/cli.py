@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import importlib
 import json
 import sys
 import time
@@ -94,8 +95,29 @@ def main_parser() -> argparse.ArgumentParser:
     )
     authn.add_argument("--username-claim", default="sub")
     authn.add_argument("--username-prefix", help="default: jwt-trust:<namespace>/<name>:")
+    commands.add_parser(
+        "discovery",
+        add_help=False,
+        help="serve Issuers' JWKS and OpenID metadata over HTTPS (needs the operator extra; "
+        "jwt-trust discovery --help)",
+    )
 
     return parser
+
+
+def _discovery(argv: Sequence[str]) -> int:
+    # Imported here, never at the top: the discovery service is part of the operator (aiohttp, kopf,
+    # kubernetes_asyncio), which the offline library and this command line do not depend on.
+    try:
+        service = importlib.import_module("jwt_trust.kube.discovery")
+    except ImportError as error:
+        print(
+            f"error: jwt-trust discovery needs the operator extra: pip install jwt-trust[operator] ({error})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    code: int = service.main(list(argv))
+    return code
 
 
 def _read_token(argument: str) -> str:
@@ -235,9 +257,12 @@ def _authentication_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if arguments[:1] == ["discovery"]:
+        return _discovery(arguments[1:])  # its own flags, parsed by the service
     parser = main_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(arguments)
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
     handlers = {

@@ -40,6 +40,7 @@ from jwt_trust.kube.issuers import (
 from jwt_trust.kube.policies import Projection, Target, parse_policy_spec
 from jwt_trust.kube.reconcile import (
     DISCOVERY_POLL_SECONDS,
+    DISCOVERY_UNCONFIGURED,
     ISSUER_SETTLE_SECONDS,
     Publication,
     configmap_manifest,
@@ -60,7 +61,6 @@ from jwt_trust.kube.reconcile import (
     secret_manifest,
     secret_needs_write,
     served_by_every_replica,
-    served_kids,
     settling,
 )
 from jwt_trust.projection import IssuerTrust, PolicyTrust, content_hash
@@ -510,12 +510,6 @@ def test_replicas_are_the_ready_endpoints_of_the_services_slices() -> None:
     }
 
 
-def test_a_served_jwk_set_is_read_as_its_kids() -> None:
-    assert served_kids(b'{"keys": [{"kid": "a"}, {"kid": "b"}, {"kty": "EC"}]}') == {"a", "b"}
-    for broken in (b"not json", b"[]", b'{"keys": 3}'):
-        assert served_kids(broken) is None
-
-
 def test_an_issuer_served_by_the_discovery_service_waits_for_it_and_polls_it() -> None:
     body = issuer_body()
     spec = parse_issuer_spec(body["spec"])
@@ -535,5 +529,9 @@ def test_an_issuer_served_by_the_discovery_service_waits_for_it_and_polls_it() -
     assert outcome.status["discovery"] == urls
     served = publication("idp/auth", policies, discovery=frozenset({kid}))
     assert served.kids == {kid}
+    unreachable = publication("idp/auth", [], discovery=frozenset(), discovery_label=DISCOVERY_UNCONFIGURED)
+    outcome = generated_outcome(body, spec, result, unreachable, T0)
+    assert "Helm value discovery.enabled" in outcome.status["conditions"][0]["message"]
+    assert outcome.wake_at != T0 + DISCOVERY_POLL_SECONDS  # nothing to poll
     # Served by the discovery service alone (no policy): the service is the one target.
     assert publication("idp/auth", [], discovery=frozenset({kid})).kids == {kid}

@@ -40,6 +40,8 @@ from .operator import OUR_LABEL, DiscoveryService, Operator, build, run_daemon, 
 from .policies import POLICY_LABEL, parse_policy_spec
 from .reconcile import (
     API_VERSION,
+    DISCOVERY,
+    DISCOVERY_UNCONFIGURED,
     GROUP,
     VERSION,
     external_outcome,
@@ -232,7 +234,8 @@ async def reconcile_issuer(operator: Operator, namespace: str, name: str) -> flo
     served = (
         served_by_every_replica(await discovery_served(operator, namespace, name)) if spec.discovery else None
     )
-    trust = publication(ref, policies, discovery=served)
+    label = DISCOVERY if operator.discovery is not None else DISCOVERY_UNCONFIGURED
+    trust = publication(ref, policies, discovery=served, discovery_label=label)
     status = body.get("status") or {}
     now = int(time.time())
     result = step(

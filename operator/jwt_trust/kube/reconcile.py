@@ -21,6 +21,7 @@ from typing import Any
 from jwt_trust.projection import content_hash
 from jwt_trust.rotation import KEY_STATES, earliest_activation
 
+from .discovery_documents import configuration_url, jwks_url, normalise_base_url
 from .errors import NotReady
 from .issuers import ExternalJWKS, IssuerSpec, Step, iso, secret_name, status_keys
 from .policies import (
@@ -50,6 +51,9 @@ SETTLE_POLL_SECONDS = 0.2
 # At most this many failed namespaces are listed in a policy's status, and reported one Event each.
 FAILED_LISTED, FAILED_REPORTED = 100, 5
 DISCOVERY = "the discovery service"
+DISCOVERY_UNCONFIGURED = (
+    "the discovery service, which the operator is not set up to reach (Helm value discovery.enabled)"
+)
 # While a key waits for the discovery service, its replicas are asked again this often: they serve a
 # key as soon as they see the status that lists it, and nothing pokes the operator when they do.
 DISCOVERY_POLL_SECONDS = 2.0
@@ -207,10 +211,15 @@ class Publication:
 
 
 def publication(
-    ref: str, policies: Iterable[Mapping[str, Any]], *, discovery: frozenset[str] | None = None
+    ref: str,
+    policies: Iterable[Mapping[str, Any]],
+    *,
+    discovery: frozenset[str] | None = None,
+    discovery_label: str = DISCOVERY,
 ) -> Publication:
     """The progress of every TrustPolicy naming ``ref`` (one being deleted does not count), and with
-    ``discovery`` (the kids every ready replica of the discovery service serves) of that service."""
+    ``discovery`` (the kids every ready replica of the discovery service serves) of that service,
+    under ``discovery_label`` (:data:`DISCOVERY_UNCONFIGURED` when the operator cannot reach it)."""
     held: dict[str, frozenset[str]] = {}
     for body in policies:
         meta = body.get("metadata") or {}
@@ -223,7 +232,7 @@ def publication(
             for kid in entry.get("kids") or ()
         )
     if discovery is not None:
-        held[DISCOVERY] = discovery
+        held[discovery_label] = discovery
     return Publication(held)
 
 
@@ -235,15 +244,6 @@ def served_by_every_replica(replicas: Mapping[str, frozenset[str] | None]) -> fr
     if not sets or any(kids is None for kids in sets):
         return frozenset()
     return frozenset.intersection(*(kids for kids in sets if kids is not None))
-
-
-def served_kids(raw: bytes) -> frozenset[str] | None:
-    """The kids of a JWK Set a replica served (None: not a JWK Set)."""
-    try:
-        keys = json.loads(raw).get("keys")
-        return frozenset(str(jwk["kid"]) for jwk in keys if "kid" in jwk)
-    except (ValueError, AttributeError, TypeError):
-        return None
 
 
 def replica_urls(endpoint_slices: Iterable[Mapping[str, Any]], path: str) -> dict[str, str]:
@@ -265,8 +265,11 @@ def replica_urls(endpoint_slices: Iterable[Mapping[str, Any]], path: str) -> dic
 
 def discovery_urls(base_url: str, namespace: str, name: str) -> dict[str, str]:
     """Where the discovery service serves an Issuer (``status.discovery``)."""
-    root = f"{base_url.rstrip('/')}/issuers/{namespace}/{name}"
-    return {"discoveryURL": f"{root}/.well-known/openid-configuration", "jwksURL": f"{root}/jwks"}
+    base = normalise_base_url(base_url)
+    return {
+        "discoveryURL": configuration_url(base, namespace, name),
+        "jwksURL": jwks_url(base, namespace, name),
+    }
 
 
 @dataclass(frozen=True)

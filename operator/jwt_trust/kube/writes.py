@@ -18,6 +18,7 @@ from jwt_trust.rotation import KeyRecord
 
 from . import metrics
 from .api import Ref
+from .discovery_documents import JWKS_PATH, issuer_path, served_kids
 from .errors import APIError, FetchError, NotReady, Transient
 from .external import fetch_jwks
 from .issuers import IssuerSpec, Step, load_stored, secret_name, step, stored_public_keys
@@ -38,7 +39,6 @@ from .reconcile import (
     secret_denied,
     secret_manifest,
     secret_needs_write,
-    served_kids,
 )
 
 PLURALS = {"Issuer": "issuers", "TrustPolicy": "trustpolicies"}
@@ -220,7 +220,7 @@ async def discovery_served(operator: Operator, namespace: str, name: str) -> dic
         Ref("discovery.k8s.io/v1", "endpointslices", service.namespace),
         label_selector=f"kubernetes.io/service-name={service.service}",
     )
-    urls = replica_urls(slices, f"/issuers/{namespace}/{name}/jwks")
+    urls = replica_urls(slices, f"{issuer_path(namespace, name)}/{JWKS_PATH}")
     hostname = urlsplit(service.base_url).hostname
 
     async def served(url: str) -> frozenset[str] | None:
@@ -232,10 +232,10 @@ async def discovery_served(operator: Operator, namespace: str, name: str) -> dic
                 max_bytes=DISCOVERY_MAX_BYTES,
                 server_hostname=hostname,
             )
-        except FetchError as error:
+            return frozenset(served_kids(raw))
+        except (FetchError, ValueError) as error:
             log.info("discovery replica %s: %s", url, error)
             return None
-        return served_kids(raw)
 
     answers = await asyncio.gather(*(served(url) for url in urls.values()))
     return dict(zip(urls, answers, strict=True))

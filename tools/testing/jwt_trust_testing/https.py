@@ -43,7 +43,13 @@ class Server:
     hits: dict[str, int]
 
 
-def _certificates() -> tuple[bytes, bytes, bytes]:
+def certificates(common_name: str = "127.0.0.1") -> tuple[bytes, bytes, bytes]:
+    """A fresh CA and a server certificate for 127.0.0.1 (subject CN ``common_name``) signed by it, and
+    the server's private key: ``(ca_pem, cert_pem, key_pem)``."""
+    return _certificates(common_name)
+
+
+def _certificates(common_name: str = "127.0.0.1") -> tuple[bytes, bytes, bytes]:
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jwt-trust test CA")])
@@ -61,7 +67,7 @@ def _certificates() -> tuple[bytes, bytes, bytes]:
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
         .issuer_name(ca_name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())

@@ -158,7 +158,6 @@ class World:
 def start_discovery(
     workdir: Path, kubeconfig: Path, base_url: str, port: int, tls: tuple[Path, Path, Path]
 ) -> subprocess.Popen[bytes]:
-    log = (workdir / f"discovery-{port}.log").open("wb")
     argv = [
         sys.executable,
         "-m",
@@ -169,7 +168,8 @@ def start_discovery(
         f"--tls-key={tls[2]}",
     ]
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    with (workdir / f"discovery-{port}.log").open("wb") as log:
+        return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 
 @pytest.fixture(scope="module")
@@ -363,7 +363,13 @@ def test_a_revoked_keys_tokens_are_refused_once_the_api_server_fetches_the_keys_
         json.dumps({"spec": {"revokedKeys": [revoked]}}),
     )
     wait_for(
-        lambda: revoked not in json.dumps(world.kube.get("issuer", STEADY, "-n", IDP) or {}),
+        lambda: (
+            revoked
+            not in [
+                k["kid"]
+                for k in ((world.kube.get("issuer", STEADY, "-n", IDP) or {}).get("status") or {})["keys"]
+            ]
+        ),
         what="the revoked key to leave the Issuer's status",
     )
     # The API server fetches an issuer's keys again only for a kid it does not know: until then it
@@ -374,11 +380,18 @@ def test_a_revoked_keys_tokens_are_refused_once_the_api_server_fetches_the_keys_
         accepted_quietly += world.whoami(token) is not None
         time.sleep(1)
     print(f"\nrevoked key still accepted on {accepted_quietly} calls in 15 s with no new kid presented")
+    # The API server's behaviour, which docs/interop.md tells users about: if it ever refreshes on its
+    # own, the advice there changes.
+    assert accepted_quietly > 0
     # The first token of the fresh key makes it fetch the keys; the revoked key's tokens fail then.
     fresh = wait_for(
         lambda: (s := world.signer(STEADY)) and s.active_key().kid != revoked and s,
         what="a fresh active key",
     )
     assert world.whoami(fresh.mint(subject="alice", audience=AUDIENCE)) == f"{prefix(STEADY)}alice"
+    presented = time.monotonic()
     wait_for(lambda: world.whoami(token) is None, timeout=30, what="the revoked key's token to be refused")
-    print(f"revoked key refused {time.monotonic() - revoked_at:.1f} s after the revocation")
+    print(
+        f"revoked key refused {time.monotonic() - revoked_at:.1f} s after the revocation, "
+        f"{time.monotonic() - presented:.1f} s after the first token of the fresh key"
+    )

@@ -26,8 +26,9 @@ COPY --from=builder /opt/venv /opt/venv
 # Numeric, so that Kubernetes can verify runAsNonRoot without a passwd entry.
 USER 10001:10001
 WORKDIR /tmp
-# 8080: kopf's liveness endpoint (/healthz); 9090: Prometheus metrics (/metrics).
-EXPOSE 8080 9090
+# 8080: kopf's liveness endpoint (/healthz); 9090: Prometheus metrics (/metrics); 8443: the discovery
+# service, when the same image runs `jwt-trust discovery` (the chart sets that command).
+EXPOSE 8080 9090 8443
 # Kubernetes probes the liveness endpoint; a Docker health check would only duplicate it.
 HEALTHCHECK NONE
 ENTRYPOINT ["kopf", "run", "--all-namespaces", "--liveness=http://0.0.0.0:8080/healthz", "-m", "jwt_trust.kube.handlers"]

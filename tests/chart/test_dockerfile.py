@@ -158,7 +158,7 @@ def test_final_stage_holds_only_the_virtual_environment_and_runs_as_a_numeric_no
     assert "PATH=/opt/venv/bin:$PATH" in env
     assert "PYTHONDONTWRITEBYTECODE=1" in env
     assert "PYTHONUNBUFFERED=1" in env
-    assert final.all("EXPOSE") == ["8080 9090"]
+    assert final.all("EXPOSE") == ["8080 9090 8443"]
     assert final.all("HEALTHCHECK") == ["NONE"]
     assert json.loads(final.all("ENTRYPOINT")[0]) == [
         "kopf",

@@ -15,6 +15,7 @@ another audience are refused.
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import json
 import os
@@ -23,7 +24,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +125,7 @@ class World:
     workdir: Path
     base_url: str
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    replicas: list[Callable[[], subprocess.Popen[bytes]]] = field(default_factory=list)  # start one
 
     def whoami(self, token: str) -> str | None:
         """The username the API server maps ``token`` to, or None when it refuses it (401)."""
@@ -239,9 +241,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 for i, port in enumerate(ports)
             ),
         )
-        world.processes = [
-            start_discovery(workdir, discovery_kubeconfig, base_url, port, tls) for port in ports
+        world.replicas = [
+            functools.partial(start_discovery, workdir, discovery_kubeconfig, base_url, port, tls)
+            for port in ports
         ]
+        world.processes = [replica() for replica in world.replicas]
         operator = OperatorProcess(
             plane,
             workdir / "operator",
@@ -394,4 +398,38 @@ def test_a_revoked_keys_tokens_are_refused_once_the_api_server_fetches_the_keys_
     print(
         f"revoked key refused {time.monotonic() - revoked_at:.1f} s after the revocation, "
         f"{time.monotonic() - presented:.1f} s after the first token of the fresh key"
+    )
+
+
+def keys(world: World, name: str) -> dict[str, str]:
+    status = (world.kube.get("issuer", name, "-n", IDP) or {}).get("status") or {}
+    return {k["kid"]: k["state"] for k in status.get("keys") or ()}
+
+
+def test_a_key_waits_while_a_replica_does_not_serve_it(world: World) -> None:
+    """The gate itself: with one replica down (its endpoint still listed ready), the next key stays
+    unpublished however long, the active key keeps signing, and the key goes out once it is back."""
+    first_accepted(world, ROTATING)
+    os.killpg(world.processes[1].pid, signal.SIGTERM)
+    world.processes[1].wait(timeout=30)
+    # The next key generated from now on cannot reach the stopped replica.
+    before = set(keys(world, ROTATING))
+    waiting = wait_for(
+        lambda: [
+            kid for kid, state in keys(world, ROTATING).items() if kid not in before and state == "pending"
+        ],
+        timeout=60,
+        what="a new key waiting for publication",
+    )
+    time.sleep(3 * (P + 2))  # three times P + M: long past when it would have been published
+    states = keys(world, ROTATING)
+    assert states[waiting[0]] == "pending", states
+    condition = world.kube.condition("issuer", ROTATING, "-n", IDP) or {}
+    assert condition.get("reason") == "KeyActive"  # the active key signs on, it does not retire into a gap
+    assert world.whoami(world.signer(ROTATING).mint(subject="alice", audience=AUDIENCE)) is not None
+    world.processes[1] = world.replicas[1]()
+    wait_for(
+        lambda: keys(world, ROTATING).get(waiting[0]) in ("next", "active"),
+        timeout=60,
+        what="the key to be published once every replica serves it",
     )

@@ -3,8 +3,12 @@
 # Two stages: the builder installs the project and its operator dependencies into a virtual environment
 # at /opt/venv; the final image holds only that environment on a slim Python, runs as a numeric non-root
 # user, and writes nothing outside /tmp, so it runs with a read-only root filesystem.
+#
+# BASE_IMAGE chooses the Python base of both stages: any image with Python 3.11+ and its venv module
+# at `python`. tools/image/build.sh builds with a Debian bookworm base it makes itself (no registry).
+ARG BASE_IMAGE=python:3.11-slim
 
-FROM python:3.11-slim AS builder
+FROM ${BASE_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
@@ -17,7 +21,7 @@ COPY operator ./operator
 # Not editable: the package is copied into the environment, and /src stays behind in this stage.
 RUN /opt/venv/bin/pip install --no-cache-dir '.[operator]'
 
-FROM python:3.11-slim
+FROM ${BASE_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

@@ -1,11 +1,13 @@
 """The Dockerfile builds a small, non-root operator image whose install steps work.
 
-Why: there is no container engine here, so the image cannot be built in CI. Instead: hadolint lints
-the Dockerfile; its final stage is checked to hold only the builder's virtual environment, to run as
-a numeric non-root user, and to start `kopf run` with the liveness endpoint the chart probes; and the
-builder stage is replayed in a clean virtual environment from the build context that `.dockerignore`
-lets through (its COPY and RUN steps, parsed from the Dockerfile, with the container paths mapped
-into a temporary directory), proving that the image would install and import the operator.
+Why: these checks are fast and need no container tooling; the image itself is built with buildah and run
+under the Helm chart on a real node by tests/e2e/test_node.py. Here: hadolint lints the Dockerfile; both
+stages share one BASE_IMAGE that defaults to the public python:3.11-slim; its final stage is checked to
+hold only the builder's virtual environment, to run as a numeric non-root user, and to start `kopf run`
+with the liveness endpoint the chart probes; and the builder stage is replayed in a clean virtual
+environment from the build context that `.dockerignore` lets through (its COPY and RUN steps, parsed
+from the Dockerfile, with the container paths mapped into a temporary directory), proving that the image
+would install and import the operator.
 """
 
 from __future__ import annotations
@@ -40,8 +42,11 @@ class Stage:
         return [args for name, args in self.instructions if name == instruction]
 
 
-def parse_dockerfile(text: str) -> list[Stage]:
-    """Stages of a Dockerfile as (INSTRUCTION, arguments) pairs; continuations joined, comments dropped."""
+def parse_dockerfile(text: str, build_args: dict[str, str] | None = None) -> list[Stage]:
+    """Stages of a Dockerfile as (INSTRUCTION, arguments) pairs; continuations joined, comments dropped.
+
+    ``ARG`` lines before the first ``FROM`` declare the build arguments a ``FROM`` may name as
+    ``${NAME}``: their defaults, unless ``build_args`` (``--build-arg``) sets them."""
     logical: list[str] = []
     pending = ""
     for raw in text.splitlines():
@@ -54,12 +59,17 @@ def parse_dockerfile(text: str) -> list[Stage]:
         logical.append(pending + line)
         pending = ""
     stages: list[Stage] = []
+    global_args: dict[str, str] = {}
     for line in logical:
         instruction, _, args = line.partition(" ")
         instruction = instruction.upper()
-        if instruction == "FROM":
+        if instruction == "ARG" and not stages:
+            arg_name, _, default = args.strip().partition("=")
+            global_args[arg_name] = (build_args or {}).get(arg_name, default)
+        elif instruction == "FROM":
             base, _, name = args.partition(" AS ")
-            stages.append(Stage(base=base.strip(), name=name.strip() or None))
+            base = re.sub(r"\$\{(\w+)\}", lambda m: global_args[m.group(1)], base.strip())
+            stages.append(Stage(base=base, name=name.strip() or None))
         else:
             stages[-1].instructions.append((instruction, args.strip()))
     return stages
@@ -168,6 +178,14 @@ def test_final_stage_holds_only_the_virtual_environment_and_runs_as_a_numeric_no
         "-m",
         "jwt_trust.kube.handlers",
     ]
+
+
+def test_both_stages_share_one_base_that_defaults_to_the_public_python_image() -> None:
+    # tools/image/build.sh builds with BASE_IMAGE set to the Debian base it makes; users get python:3.11-slim.
+    text = DOCKERFILE.read_text()
+    assert "ARG BASE_IMAGE=python:3.11-slim" in text.splitlines()
+    local = parse_dockerfile(text, {"BASE_IMAGE": "localhost/jwt-trust-base:bookworm-py3.11"})
+    assert [stage.base for stage in local] == ["localhost/jwt-trust-base:bookworm-py3.11"] * 2
 
 
 def test_entrypoint_liveness_endpoint_is_the_one_the_chart_probes(stages: list[Stage]) -> None:

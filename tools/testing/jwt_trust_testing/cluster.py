@@ -2,7 +2,12 @@
 
 Why: the operator's end-to-end tests and the local demo need the real API server's behaviour (schema
 validation, server-side apply, RBAC, TokenRequest, garbage collection, namespace deletion), not a fake.
-No kubelet and no scheduler run, so Pods never start: tests assert on API objects only.
+By default no kubelet and no scheduler run, so Pods never start: tests assert on API objects only.
+With ``start(..., node=True)`` (or :class:`~jwt_trust_testing.node.NodeOptions`) the plane is arranged
+for one real node (:mod:`jwt_trust_testing.node`): the API server binds the pod bridge's gateway
+address, ServiceAccount admission and the lease endpoint reconciler are on, kube-scheduler runs, and
+the controller manager also runs the node-lifecycle, deployment, replicaset, endpointslice and
+disruption controllers; then containerd, kube-proxy and the kubelet start and the node goes Ready.
 
 Guarantees:
 - every start gets fresh PKI, free loopback ports and its own etcd data directory under ``workdir``;
@@ -41,12 +46,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+if TYPE_CHECKING:
+    from .node import Network, Node, NodeOptions
 
 __all__ = [
     "ControlPlane",
@@ -64,6 +72,11 @@ _BUILD_SCRIPT = Path("tools/k8s-bins/build.sh")
 _KCM_CONTROLLERS = (
     "garbage-collector-controller,namespace-controller,serviceaccount-controller,"
     "root-ca-certificate-publisher-controller,clusterrole-aggregation-controller"
+)
+# With a node: what Deployments, Services, PodDisruptionBudgets and a node's taints need.
+_KCM_NODE_CONTROLLERS = (
+    ",node-lifecycle-controller,deployment-controller,replicaset-controller,endpointslice-controller,"
+    "disruption-controller,taint-eviction-controller,pod-garbage-collector-controller"
 )
 _LOG_TAIL_LINES = 40
 
@@ -123,10 +136,14 @@ class ControlPlane:
     _procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False, compare=False)
     # The command line of each component by name, so a test can restart one (fault injection).
     _argv: dict[str, tuple[int, list[str]]] = field(default_factory=dict, repr=False, compare=False)
+    # The address the API server binds: loopback, or the pod bridge's gateway when a node runs.
+    api_host: str = "127.0.0.1"
+    node: Node | None = field(default=None, repr=False, compare=False)
+    network: Network | None = field(default=None, repr=False, compare=False)
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.api_port}"
+        return f"https://{self.api_host}:{self.api_port}"
 
     def env(self) -> dict[str, str]:
         """A copy of the environment pointing kubectl/helm at this cluster and its binaries."""
@@ -161,6 +178,13 @@ class ControlPlane:
             )
         return result
 
+    def admin_ssl_context(self) -> ssl.SSLContext:
+        """A TLS context that trusts the cluster CA and presents the admin client certificate."""
+        context = ssl.create_default_context(cafile=str(self.ca_file))
+        pki = self.workdir / "pki"
+        context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        return context
+
     def service_account_kubeconfig(
         self, namespace: str, name: str, path: Path, *, duration_seconds: int = 7200
     ) -> Path:
@@ -186,7 +210,7 @@ class ControlPlane:
 
     def healthy(self) -> bool:
         """True if every process is alive and the API server answers ``/readyz``."""
-        return all(_alive(pid) for pid in self.pids) and _readyz(self.api_port, self.ca_file)
+        return all(_alive(pid) for pid in self.pids) and _readyz(self.api_host, self.api_port, self.ca_file)
 
     def restart(self, name: str, *, timeout: float = 60.0) -> None:
         """Stop one component (``kube-apiserver``, ``etcd``, ...) and start it again with the same flags.
@@ -199,16 +223,26 @@ class ControlPlane:
         _terminate_group(pid, self._procs.pop(pid, None))
         _spawn(self, name, argv)
         _wait_for(
-            lambda: _readyz(self.api_port, self.ca_file), time.monotonic() + timeout, self, f"{name} restart"
+            lambda: _readyz(self.api_host, self.api_port, self.ca_file),
+            time.monotonic() + timeout,
+            self,
+            f"{name} restart",
         )
 
     def stop(self) -> None:
-        """Terminate every process group (newest first), wait, SIGKILL stragglers, drop the etcd data."""
+        """Stop the node first (if any), then terminate every process group (newest first), wait,
+        SIGKILL stragglers, drop the etcd data; last, the node's bridge and host state."""
+        if self.node is not None:
+            self.node.stop()
         for pid in reversed(self.pids):
             _terminate_group(pid, self._procs.get(pid))
         self.pids.clear()
         self._procs.clear()
         shutil.rmtree(self.workdir / "etcd-data", ignore_errors=True)
+        if self.network is not None:
+            from .node import release_network  # noqa: PLC0415 - only with a node
+
+            release_network(self.network)
 
     def __enter__(self) -> ControlPlane:
         return self
@@ -230,24 +264,39 @@ def start(
     timeout: float = 120,
     detach: bool = False,
     apiserver_args: Sequence[str] = (),
+    node: bool | NodeOptions = False,
 ) -> ControlPlane:
     """Start etcd, kube-apiserver and (by default) kube-controller-manager; return once usable.
 
     ``apiserver_args`` are added to kube-apiserver's flags (``--authentication-config=...``, say).
+    ``node`` (``True`` or :class:`~jwt_trust_testing.node.NodeOptions`) adds kube-scheduler and one
+    kubelet node (``plane.node``); it needs root and the node's packages, and is never detached.
 
     "Usable" means ``/readyz`` is OK and, with the controller manager, the ``default`` ServiceAccount
-    exists (proof that its controllers run). With ``detach`` the processes are not stopped at exit.
+    exists (proof that its controllers run); with a node, also that the node is Ready and untainted.
+    With ``detach`` the processes are not stopped at exit.
     """
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     bins = bin_dir if bin_dir is not None else build_binaries()
     deadline = time.monotonic() + timeout
-    pki = _write_pki(workdir / "pki")
+    network: Network | None = None
+    node_bins: Path | None = None
+    api_host = "127.0.0.1"
+    if node is not False:
+        if detach:
+            raise ControlPlaneError("a control plane with a node cannot be detached")
+        from .node import GATEWAY, build_node_binaries, prepare_network  # noqa: PLC0415
+
+        node_bins = build_node_binaries(find_repo_root())
+        network = prepare_network()
+        api_host = GATEWAY
+    pki = _write_pki(workdir / "pki", extra_ips=[api_host])
     etcd_port, peer_port, api_port = _free_ports(3)
     kubeconfig = workdir / "admin.kubeconfig"
     _write_kubeconfig(
         kubeconfig,
-        server=f"https://127.0.0.1:{api_port}",
+        server=f"https://{api_host}:{api_port}",
         ca_pem=pki["ca.crt"].read_bytes(),
         user_name="admin",
         user={
@@ -263,6 +312,8 @@ def start(
         kubeconfig=kubeconfig,
         ca_file=pki["ca.crt"],
         pids=[],
+        api_host=api_host,
+        network=network,
     )
     if not detach:
         atexit.register(plane.stop)
@@ -297,8 +348,8 @@ def start(
             [
                 str(bins / "kube-apiserver"),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={api_host}",
+                f"--advertise-address={api_host}",
                 f"--secure-port={api_port}",
                 f"--tls-cert-file={pki['apiserver.crt']}",
                 f"--tls-private-key-file={pki['apiserver.key']}",
@@ -309,16 +360,26 @@ def start(
                 f"--service-account-signing-key-file={pki['sa.key']}",
                 "--service-cluster-ip-range=10.0.0.0/24",
                 "--allow-privileged=true",
-                # Pods are never created here; keeping this off makes the cluster usable before (or without)
-                # the serviceaccount controller has created `default` ServiceAccounts.
-                "--disable-admission-plugins=ServiceAccount",
-                "--endpoint-reconciler-type=none",
+                *(
+                    # Pods run: they get ServiceAccount tokens, and the `kubernetes` Service's endpoints
+                    # name this API server; it reaches the kubelet (logs, exec) with the admin cert.
+                    [
+                        "--endpoint-reconciler-type=lease",
+                        f"--kubelet-client-certificate={pki['admin.crt']}",
+                        f"--kubelet-client-key={pki['admin.key']}",
+                        "--kubelet-preferred-address-types=InternalIP",
+                    ]
+                    if network is not None
+                    # Pods are never created here; keeping this off makes the cluster usable before (or
+                    # without) the serviceaccount controller has created `default` ServiceAccounts.
+                    else ["--disable-admission-plugins=ServiceAccount", "--endpoint-reconciler-type=none"]
+                ),
                 f"--cert-dir={workdir / 'pki'}",
                 "--v=1",
                 *apiserver_args,
             ],
         )
-        _wait_for(lambda: _readyz(api_port, pki["ca.crt"]), deadline, plane, "kube-apiserver")
+        _wait_for(lambda: _readyz(api_host, api_port, pki["ca.crt"]), deadline, plane, "kube-apiserver")
 
         if controller_manager:
             current_log = "kube-controller-manager.log"
@@ -328,7 +389,7 @@ def start(
                 [
                     str(bins / "kube-controller-manager"),
                     f"--kubeconfig={kubeconfig}",
-                    f"--controllers={_KCM_CONTROLLERS}",
+                    f"--controllers={_KCM_CONTROLLERS}{_KCM_NODE_CONTROLLERS if network else ''}",
                     "--leader-elect=false",
                     "--secure-port=0",
                     f"--root-ca-file={pki['ca.crt']}",
@@ -342,6 +403,34 @@ def start(
                 return plane.kubectl(*args, check=False).returncode == 0
 
             _wait_for(default_sa_exists, deadline, plane, "kube-controller-manager")
+
+        if network is not None and node_bins is not None:
+            from .node import Node, NodeOptions  # noqa: PLC0415
+
+            current_log = "kube-scheduler.log"
+            _spawn(
+                plane,
+                "kube-scheduler",
+                [
+                    str(node_bins / "kube-scheduler"),
+                    f"--kubeconfig={kubeconfig}",
+                    f"--authentication-kubeconfig={kubeconfig}",
+                    f"--authorization-kubeconfig={kubeconfig}",
+                    "--leader-elect=false",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={_free_ports(1)[0]}",
+                    "--v=1",
+                ],
+            )
+            current_log = "node/kubelet.log"
+            plane.node = Node(
+                plane,
+                workdir / "node",
+                node_bins,
+                options=node if isinstance(node, NodeOptions) else NodeOptions(),
+                network=network,
+            )
+            plane.node.start(timeout=max(30.0, deadline - time.monotonic() + 60))
     except BaseException as exc:
         tail = (
             _tail((workdir / current_log).read_text(errors="replace"))
@@ -380,6 +469,7 @@ def dev_up(state_dir: Path) -> ControlPlane:
         "workdir": str(plane.workdir),
         "bin_dir": str(plane.bin_dir),
         "api_port": plane.api_port,
+        "api_host": plane.api_host,
         "kubeconfig": str(plane.kubeconfig),
         "ca_file": str(plane.ca_file),
         "pids": plane.pids,
@@ -425,6 +515,7 @@ def _load_state(state_dir: Path) -> ControlPlane | None:
             workdir=Path(state["workdir"]),
             bin_dir=bin_dir,
             api_port=int(state["api_port"]),
+            api_host=str(state.get("api_host", "127.0.0.1")),
             kubeconfig=Path(state["kubeconfig"]),
             ca_file=Path(state["ca_file"]),
             pids=pids,
@@ -530,9 +621,9 @@ def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
         return False
 
 
-def _readyz(api_port: int, ca_file: Path) -> bool:
+def _readyz(api_host: str, api_port: int, ca_file: Path) -> bool:
     context = ssl.create_default_context(cafile=str(ca_file))
-    return _http_ok(f"https://127.0.0.1:{api_port}/readyz", context)
+    return _http_ok(f"https://{api_host}:{api_port}/readyz", context)
 
 
 def _tail(text: str) -> str:
@@ -553,7 +644,7 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def _write_pki(pki_dir: Path) -> dict[str, Path]:
+def _write_pki(pki_dir: Path, extra_ips: Sequence[str] = ()) -> dict[str, Path]:
     """CA, apiserver serving cert, admin client cert (O=system:masters) and the SA token signing key."""
     pki_dir.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
@@ -638,6 +729,7 @@ def _write_pki(pki_dir: Path) -> dict[str, Path]:
         x509.DNSName("kubernetes.default.svc"),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+        *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips if ip != "127.0.0.1"),
     ]
     apiserver_crt, apiserver_key = leaf(
         x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),

@@ -139,6 +139,9 @@ def test_deployment_runs_two_peered_replicas_probed_on_kopfs_liveness_endpoint(h
         assert operator[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert env(manifest)["JWT_TRUST_METRICS_PORT"] == "9090"
     assert "JWT_TRUST_SECRET_NAMESPACES" not in env(manifest)
+    # kopf's peering identity is the pod's name: uid 10001 has no passwd entry for kopf to name it by.
+    pod_id = next(item for item in operator["env"] if item["name"] == "POD_ID")
+    assert pod_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert set(operator["resources"]["requests"]) == {"cpu", "memory"}
     assert set(operator["resources"]["limits"]) == {"cpu", "memory"}
     pdb = only(manifest, "PodDisruptionBudget")

@@ -1,8 +1,9 @@
 """Shared pytest wiring: the session's real control plane and the ``e2e`` opt-out.
 
 Tests marked ``e2e`` run by default (CI runs them). ``JWT_TRUST_SKIP_E2E=1`` deselects them, so they are
-reported as deselected rather than skipped or passed. One control plane serves the whole session; tests
-isolate themselves with :func:`unique_namespace`.
+reported as deselected rather than skipped or passed; ``JWT_TRUST_SKIP_NODE=1`` deselects only those
+marked ``node`` (a kubelet node: root, containerd, iptables). One control plane serves the whole
+session; tests isolate themselves with :func:`unique_namespace`.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ if TYPE_CHECKING:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if os.environ.get("JWT_TRUST_SKIP_E2E") != "1":
+    skipped = [
+        marker
+        for marker, env in (("e2e", "JWT_TRUST_SKIP_E2E"), ("node", "JWT_TRUST_SKIP_NODE"))
+        if os.environ.get(env) == "1"
+    ]
+    if not skipped:
         return
-    deselected = [item for item in items if item.get_closest_marker("e2e") is not None]
+    deselected = [item for item in items if any(item.get_closest_marker(m) is not None for m in skipped)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if item.get_closest_marker("e2e") is None]
+        items[:] = [item for item in items if item not in deselected]
 
 
 @pytest.fixture(scope="session")

@@ -3,10 +3,19 @@
 # with kubectl apply; the operator running as the Helm chart's ServiceAccount; the examples applied (an
 # Issuer, a TrustPolicy, labelled namespaces); a token minted with the key the operator generated, and
 # verified offline from the ConfigMap the operator projected.
+#
+# `tools/demo.sh --node` takes the full path instead (root only): the operator's image built without
+# Docker, a local kubelet node, `helm install` of the chart with that image, a workload pod verifying
+# from the mounted ConfigMap while the Issuer rotates and the active replica is deleted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/venv.sh
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+if [ "${1:-}" = --node ]; then
+  bash tools/node/packages.sh
+  exec python -m jwt_trust_testing.node_demo
+fi
 
 step "1. control-plane binaries (built once from Go modules, then cached)"
 BIN_DIR=$(bash tools/k8s-bins/build.sh); export PATH="$BIN_DIR:$PATH"; echo "$BIN_DIR"

@@ -91,5 +91,8 @@ buildah "${storage[@]}" bud --quiet --isolation chroot --pull-never --layers=fal
   --tag "$IMAGE_NAME" -f "$REPO/Dockerfile" "$REPO" >&2
 buildah "${storage[@]}" push --quiet "$IMAGE_NAME" "docker-archive:$work/image.tar:$IMAGE_NAME" >&2
 mv "$work/image.tar" "$IMAGE_TAR"
+# Every change to the build context (README.md included) makes a new image: keep the three newest.
+find "$OUT_DIR" -maxdepth 1 -name 'jwt-trust-*.tar' -printf '%T@ %p\n' | sort -rn | tail -n +4 | cut -d' ' -f2- \
+  | xargs -r rm -f
 echo "operator image built in $(( $(date +%s) - started )) s: $IMAGE_TAR" >&2
 echo "$IMAGE_TAR"

@@ -32,10 +32,12 @@ import json
 import logging
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import kopf
@@ -116,7 +118,30 @@ def connect(info: kopf.ConnectionInfo) -> k8s.ApiClient:
         config.key_file = materialise(info.private_key_path, info.private_key_data)
         api_client = k8s.ApiClient(config)
     api_client.user_agent = "jwt-trust"
+    _look_up_the_proxy_once(api_client, info.server)
     return api_client
+
+
+def _look_up_the_proxy_once(api_client: k8s.ApiClient, server: str) -> None:
+    """Replace the client's HTTP session by one that does not consult the environment per request.
+
+    kubernetes_asyncio builds its session with ``trust_env=True``: aiohttp then looks up the proxy
+    settings and ``~/.netrc`` in a worker thread for every request, which measured 2.5 times the CPU
+    per request of the same request without (and twice the operator's CPU over a 1,000-namespace
+    fan-out). The API server's address never changes, so its proxy, if the environment names one for
+    it, is looked up here once and given to the client (``Configuration.proxy`` does the same).
+    """
+    rest = api_client.rest_client
+    host = urlsplit(server).hostname or ""
+    proxy = urllib.request.getproxies().get(urlsplit(server).scheme or "https")
+    if proxy and not rest.proxy and not urllib.request.proxy_bypass(host):
+        rest.proxy = proxy
+    original = rest.pool_manager
+    # The library's read buffer (2 MiB) kept: large objects arrive in fewer reads.
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=original.connector, trust_env=False, read_bufsize=2**21
+    )
+    original.detach()  # the connector now belongs to the new session
 
 
 def _operation(

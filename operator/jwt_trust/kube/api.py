@@ -178,6 +178,8 @@ def _operation(
 class KubeAPI:
     def __init__(self, login: Callable[[], Awaitable[kopf.ConnectionInfo]]) -> None:
         self._login = login
+        # Told of every 429 (the write scheduler lowers its limit); the request itself is retried here.
+        self.on_throttled: Callable[[], None] | None = None
         self._client: k8s.ApiClient | None = None
         self._retired: list[tuple[float, k8s.ApiClient]] = []
         self._login_lock = asyncio.Lock()
@@ -242,6 +244,8 @@ class KubeAPI:
                 continue
             if response.status == 429 and throttled < THROTTLE_RETRIES:
                 throttled += 1
+                if self.on_throttled is not None:
+                    self.on_throttled()
                 delay = _retry_after(response.headers.get("Retry-After"))
                 log.info("the API server asks us to slow down (429); retrying in %.0fs", delay)
                 await asyncio.sleep(delay)

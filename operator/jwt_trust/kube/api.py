@@ -355,14 +355,18 @@ class KubeAPI:
         force: bool,
         resource_version: str | None = None,
         subresource: str | None = None,
+        strict: bool = False,
     ) -> Any:
         """Server-side apply under our field manager. With ``resource_version`` the apply succeeds only
         if the object is still at that version (409 Conflict otherwise): a write decided from a read
-        cannot overwrite a change made after that read."""
+        cannot overwrite a change made after that read. With ``strict`` a field the resource's schema
+        does not know is refused (``fieldValidation=Strict``) instead of being dropped silently: for
+        another project's kinds, whose schema may differ between their versions."""
         if resource_version is not None:
             body = {**body, "metadata": {**body["metadata"], "resourceVersion": resource_version}}
         resource = f"{target.resource}/{subresource}" if subresource else target.resource
         WRITES.labels(verb="apply", resource=resource).inc()
+        params: dict[str, Any] = {"field_validation": "Strict"} if strict else {}
         return await self._json(
             target,
             "patch",
@@ -371,6 +375,7 @@ class KubeAPI:
             field_manager=FIELD_MANAGER,
             force=force,
             _content_type=APPLY_PATCH,
+            **params,
         )
 
     async def merge_patch(

@@ -156,6 +156,8 @@ def test_consumer_objects_follow_rotation_and_never_fail_a_valid_token(
     name, (ns,), _labels, iss = setup(kube, "rot", rotation=ROTATION)
     kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/idp", "-n", ns, "--timeout=60s")
     wait_for(lambda: kube.get("requestauthentication", "jwt", "-n", ns), what="the RequestAuthentication")
+    # Counter first, revision last (and the other way round at the end): a change in between can
+    # only add a write, never hide one.
     before = operator.writes("requestauthentications")
     revision = (kube.get("trustpolicy", name) or {})["status"]["revision"]
     consumers = ["requestauthentication/jwt", f"configmap/gw.{ns}.idp"]
@@ -172,8 +174,8 @@ def test_consumer_objects_follow_rotation_and_never_fail_a_valid_token(
     ) as watch:
         time.sleep(40)  # R = 6 s: at least 5 rotations
     time.sleep(1)
-    writes = operator.writes("requestauthentications") - before
     changes = (kube.get("trustpolicy", name) or {})["status"]["revision"] - revision
+    writes = operator.writes("requestauthentications") - before
     print(
         f"consumer rotation: {len(watch.kids)} keys signed, {watch.minted} tokens, {watch.verified} "
         f"verifications, {len(watch.failures)} failures, {watch.paused} pauses, {writes:.0f} "
@@ -186,7 +188,7 @@ def test_consumer_objects_follow_rotation_and_never_fail_a_valid_token(
     # Only the keys change here, so every revision of the content is one change of the object: one
     # write each, none in between.
     assert changes >= 5
-    assert writes == changes
+    assert changes <= writes <= changes + 2
     kube.plane.kubectl("delete", "trustpolicy", name, "--wait=true", "--timeout=60s")
 
 
@@ -195,6 +197,19 @@ def verified(answer: dict[str, Any]) -> bool:
     if not answer.get("verified"):
         print("checker:", answer.get("error"))
     return bool(answer.get("verified"))
+
+
+def settled(kube: Kube, name: str, namespace: str) -> bool:
+    """The Issuer's active key and its successor (generated as soon as a key activates) are both
+    published by the policy: nothing changes for an hour with QUICK."""
+    keys = ((kube.get("issuer", "idp", "-n", namespace) or {}).get("status") or {}).get("keys") or []
+    status = (kube.get("trustpolicy", name) or {}).get("status") or {}
+    published = {kid for entry in status.get("publishedKeys") or () for kid in entry.get("kids") or ()}
+    return (
+        len(keys) == 2
+        and {k["kid"] for k in keys} <= published
+        and reason(kube, "trustpolicy", name) == "Synced"
+    )
 
 
 def consumer_writes(operator: OperatorProcess) -> tuple[float, float]:
@@ -221,6 +236,7 @@ def test_one_write_per_object_per_change_drift_repaired_foreign_left_alone_and_c
     ]
 
     # Idle: nothing written.
+    wait_for(lambda: settled(kube, name, ns1), what="the next key published")
     time.sleep(1)
     idle = consumer_writes(operator)
     time.sleep(5)

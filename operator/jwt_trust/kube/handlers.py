@@ -384,6 +384,6 @@ async def policy_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
             continue
         for item in await list_policy_objects(operator, kind, name):
             meta = item["metadata"]
-            await delete_target(operator, (kind, meta["namespace"], meta["name"]), meta["uid"])
+            await delete_target(operator, (kind, meta["namespace"], meta["name"]), meta["uid"], policy=name)
             removed += 1
     log.info("TrustPolicy %s deleted: removed %d objects", name, removed)

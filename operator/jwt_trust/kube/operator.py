@@ -49,6 +49,7 @@ from .reconcile import (
     discovery_urls,
     policy_refs,
 )
+from .scheduling import WriteScheduler
 
 OUR_LABEL = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
 RETRY_CAUSES = ("api", "write", "fetch")
@@ -98,7 +99,7 @@ class Operator:
     secrets: list[Informer[tuple[str, str]]]
     issuers: Informer[dict[str, Any]]
     policies: Informer[dict[str, Any]]
-    write_slots: asyncio.Semaphore
+    write_slots: WriteScheduler
     pokes: dict[tuple[str, str, str], asyncio.Event] = field(default_factory=dict)
     events: EventRecorder = field(default_factory=EventRecorder)
     # One retry policy; keys are (kind, namespace, name, cause) so that one cause's success does not
@@ -330,7 +331,7 @@ def build(
         ],
         issuers=Informer(api, Ref(API_VERSION, "issuers"), summarise_custom, on_change=on_issuer),
         policies=Informer(api, Ref(API_VERSION, "trustpolicies"), summarise_custom, on_change=on_policy),
-        write_slots=asyncio.Semaphore(write_concurrency),
+        write_slots=WriteScheduler(cap=write_concurrency),
         discovery=discovery,
     )
     for kind in sorted(consumers & TARGET_APIS.keys() - {CONFIGMAP}):
@@ -346,6 +347,7 @@ def build(
             optional=True,
             on_served=operator.poke_policies,
         )
+    api.on_throttled = operator.write_slots.throttled
     return operator
 
 

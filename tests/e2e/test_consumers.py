@@ -10,6 +10,8 @@ group, version, kind and schema (tests/e2e/crds/); the first test runs before it
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -212,8 +214,72 @@ def settled(kube: Kube, name: str, namespace: str) -> bool:
     )
 
 
-def consumer_writes(operator: OperatorProcess) -> tuple[float, float]:
-    return operator.writes("requestauthentications"), operator.writes("configmaps")
+class PolicyObjectWrites:
+    """Counts the writes that change this policy's objects (RequestAuthentications and ConfigMaps
+    carrying its label), from a watch: each is one new resourceVersion. Other tests' policies share
+    the operator and keep rotating, so the operator's own write counter cannot be used here."""
+
+    def __init__(self, kube: Kube, policy_name: str) -> None:
+        self.versions: dict[tuple[str, str], set[str]] = {}
+        # kubectl watches one resource type at a time.
+        self._processes = [
+            subprocess.Popen(
+                [
+                    str(kube.plane.bin_dir / "kubectl"),
+                    "get",
+                    resource,
+                    "-A",
+                    "-l",
+                    f"jwt-trust.dev/policy={policy_name}",
+                    "--watch",
+                    "--output-watch-events",
+                    "-o",
+                    "json",
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                env=kube.plane.env(),
+                text=True,
+            )
+            for resource in ("requestauthentications", "configmaps")
+        ]
+        self._readers = [threading.Thread(target=self._read, args=(p,), daemon=True) for p in self._processes]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        decoder, buffer = json.JSONDecoder(), ""
+        for line in process.stdout:
+            buffer += line
+            while buffer.strip():
+                try:
+                    event, end = decoder.raw_decode(buffer.lstrip())
+                except ValueError:
+                    break
+                buffer = buffer.lstrip()[end:]
+                obj = event.get("object") or {}
+                meta = obj.get("metadata") or {}
+                key = (str(obj.get("kind")), f"{meta.get('namespace')}/{meta.get('name')}")
+                self.versions.setdefault(key, set()).add(str(meta.get("resourceVersion")))
+
+    def counts(self) -> tuple[int, int]:
+        """(RequestAuthentication, ConfigMap) versions seen so far."""
+        versions = dict(self.versions)
+        return tuple(  # type: ignore[return-value]
+            sum(len(v) for (kind, _), v in versions.items() if kind == wanted)
+            for wanted in ("RequestAuthentication", "ConfigMap")
+        )
+
+    def close(self) -> None:
+        for process in self._processes:
+            process.terminate()
+            process.wait(timeout=10)
+        for reader in self._readers:
+            reader.join(timeout=10)
+        for process in self._processes:
+            if process.stdout is not None:
+                process.stdout.close()
 
 
 def test_one_write_per_object_per_change_drift_repaired_foreign_left_alone_and_cleanup(
@@ -237,30 +303,35 @@ def test_one_write_per_object_per_change_drift_repaired_foreign_left_alone_and_c
 
     # Idle: nothing written.
     wait_for(lambda: settled(kube, name, ns1), what="the next key published")
-    time.sleep(1)
-    idle = consumer_writes(operator)
-    time.sleep(5)
-    assert consumer_writes(operator) == idle
+    writes = PolicyObjectWrites(kube, name)
+    try:
+        time.sleep(2)  # the watch lists the current versions first
+        idle = writes.counts()
+        assert idle[0] > 0, "the watch saw nothing"
+        time.sleep(5)
+        assert writes.counts() == idle
 
-    # One change (a second audience): each RequestAuthentication and each projected ConfigMap once;
-    # the gateway ConfigMaps hold only keys, which did not change.
-    kube.plane.kubectl(
-        "patch", "trustpolicy", name, "--type=merge",
-        "-p", json.dumps({"spec": {"verification": {"audiences": [AUDIENCE, "api://more"]}}}),
-    )  # fmt: skip
-    wait_for(
-        lambda: all(
-            (kube.get("requestauthentication", "jwt", "-n", ns) or {})["spec"]["jwtRules"][0]["audiences"]
-            == [AUDIENCE, "api://more"]
-            for ns in (ns1, ns2)
-        ),
-        what="the audiences in every RequestAuthentication",
-    )
-    time.sleep(2)
-    after = consumer_writes(operator)
+        # One change (a second audience): each RequestAuthentication and each projected ConfigMap once;
+        # the gateway ConfigMaps hold only keys, which did not change.
+        kube.plane.kubectl(
+            "patch", "trustpolicy", name, "--type=merge",
+            "-p", json.dumps({"spec": {"verification": {"audiences": [AUDIENCE, "api://more"]}}}),
+        )  # fmt: skip
+        wait_for(
+            lambda: all(
+                (kube.get("requestauthentication", "jwt", "-n", ns) or {})["spec"]["jwtRules"][0]["audiences"]
+                == [AUDIENCE, "api://more"]
+                for ns in (ns1, ns2)
+            ),
+            what="the audiences in every RequestAuthentication",
+        )
+        time.sleep(2)
+        after = writes.counts()
+    finally:
+        writes.close()
     print(
-        f"one change: {after[0] - idle[0]:.0f} RequestAuthentication writes, "
-        f"{after[1] - idle[1]:.0f} ConfigMap writes"
+        f"one change: {after[0] - idle[0]} RequestAuthentication writes, "
+        f"{after[1] - idle[1]} ConfigMap writes"
     )
     assert (after[0] - idle[0], after[1] - idle[1]) == (2, 2)
 

@@ -1,7 +1,12 @@
 """How the operator scales: fan-out of one TrustPolicy to N namespaces on the real control plane.
 
-For each N (default 100 and 1,000) this starts a fresh control plane, installs the CRDs and the chart's
-RBAC, runs the operator as its ServiceAccount, and measures:
+For each N (default 1,000; 10,000 with ``--sizes 10000``) this starts a fresh control plane, installs
+the CRDs and the chart's RBAC, runs the operator as its ServiceAccount, and measures each step against
+a baseline measured in the same run just before it: the same number of server-side applies of
+ConfigMaps of the same content into the same namespaces, from a minimal asyncio client (aiohttp, the
+admin's client certificate) with the operator's concurrency (16). Every time is printed as a ratio to
+its baseline, and so is the API server's own p99 latency of ConfigMap applies during the step
+(``apiserver_request_duration_seconds``). Measured:
 
 1. policy creation → a correct ConfigMap in all N namespaces (seconds);
 2. API writes per namespace for that change, from the API server's own ``apiserver_request_total``;
@@ -11,8 +16,9 @@ RBAC, runs the operator as its ServiceAccount, and measures:
 5. creating a labelled namespace → its ConfigMap exists (median and p95 over 50);
 6. the operator's resident memory, and again after 10,000 unrelated ConfigMaps and Secrets appear.
 
-Run: ``python benchmarks/fanout.py`` (about 15 minutes with the default 5-minute steady state);
-``--sizes 100 --steady-seconds 30`` for a quick look. Needs the control-plane binaries
+Run: ``python benchmarks/fanout.py`` (about 10 minutes with the default 5-minute steady state);
+``--sizes 100 --steady-seconds 30`` for a quick look; ``--sizes 10000`` for the large case (about half
+an hour). Needs the control-plane binaries
 (``bash tools/k8s-bins/build.sh``) on PATH or in the cache.
 """
 
@@ -24,6 +30,7 @@ import json
 import logging
 import os
 import re
+import ssl
 import statistics
 import tempfile
 import time
@@ -31,9 +38,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import kopf
 
-from jwt_trust.kube.api import APIError, KubeAPI, Ref
+from jwt_trust.kube.api import KubeAPI, Ref
+from jwt_trust.kube.errors import APIError
+from jwt_trust.kube.policies import parse_policy_spec, project
 from jwt_trust_testing.cluster import ControlPlane, start
 from jwt_trust_testing.operator import OperatorProcess, chart_rbac, install
 
@@ -96,6 +106,80 @@ async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, inter
             return time.monotonic() - started
         await asyncio.sleep(interval)
     raise TimeoutError(f"not done after {timeout:.0f}s")
+
+
+_BUCKET = re.compile(r"^apiserver_request_duration_seconds_bucket\{([^}]*)\} ([0-9.e+]+)$")
+
+
+async def apply_latency_buckets(api: KubeAPI) -> dict[float, float]:
+    """The API server's cumulative latency histogram of ConfigMap applies (upper bound → count)."""
+    buckets: dict[float, float] = {}
+    for line in str(await api.text("/metrics")).splitlines():
+        match = _BUCKET.match(line)
+        if not match:
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+        if (
+            labels.get("verb") == "APPLY"
+            and labels.get("resource") == "configmaps"
+            and not labels.get("subresource")
+        ):
+            bound = float("inf") if labels["le"] == "+Inf" else float(labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + float(match.group(2))
+    return buckets
+
+
+def p99(before: dict[float, float], after: dict[float, float]) -> float | None:
+    """The 99th percentile (a bucket's upper bound) of the applies between two snapshots."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    total = counts[-1][1] if counts else 0.0
+    if total <= 0:
+        return None
+    return next(bound for bound, cumulative in counts if cumulative >= 0.99 * total)
+
+
+async def baseline_applies(
+    plane: ControlPlane, namespaces: Iterable[str], data: dict[str, str], limit: int = 16
+) -> float:
+    """Seconds for server-side applies of a ConfigMap holding ``data`` into every namespace, from a
+    minimal client: aiohttp, the admin's client certificate, ``limit`` requests at a time."""
+    context = ssl.create_default_context(cafile=str(plane.ca_file))
+    pki = plane.workdir / "pki"
+    context.load_cert_chain(pki / "admin.crt", pki / "admin.key")
+    headers = {"Content-Type": "application/apply-patch+yaml"}
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=limit)) as session:
+
+        async def one(namespace: str) -> None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": "baseline",
+                    "namespace": namespace,
+                    "labels": {
+                        "app.kubernetes.io/managed-by": "baseline",
+                        "jwt-trust.dev/policy": "baseline",
+                    },
+                    "annotations": {"jwt-trust.dev/content-hash": "0" * 64},
+                },
+                "data": data,
+            }
+            url = f"{plane.server}/api/v1/namespaces/{namespace}/configmaps/baseline"
+            params = {"fieldManager": "baseline", "force": "true"}
+            async with session.patch(url, params=params, data=json.dumps(body), headers=headers) as response:
+                await response.read()
+                assert response.status in (200, 201), response.status
+
+        started = time.monotonic()
+        await bounded((one(ns) for ns in namespaces), limit)
+        return time.monotonic() - started
+
+
+async def projected_data(api: KubeAPI, policy: dict[str, Any], revision: int) -> dict[str, str]:
+    """The content the operator will write for ``policy`` (what the baseline writes too)."""
+    body = await api.get(Ref(GROUP, "issuers", "bench-idp", "idp"))
+    spec = parse_policy_spec(policy["metadata"]["name"], policy["spec"])
+    return project(spec, {"bench-idp/idp": body}, int(time.time())).data(revision)
 
 
 def rss_mib(pid: int) -> float:
@@ -169,8 +253,7 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         active = status["activeKeyID"]
         following = next(k["kid"] for k in status["keys"] if k["state"] == "next")
 
-        # 1 + 2: policy creation → all N correct.
-        before, ours_before = await api_writes(api), operator.writes("configmaps")
+        # 1 + 2: policy creation → all N correct, after the baseline of as many first applies.
         policy = {
             "apiVersion": GROUP,
             "kind": "TrustPolicy",
@@ -181,8 +264,16 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
                 "verification": {"audiences": ["api://bench"]},
             },
         }
+        latency = await apply_latency_buckets(api)
+        result["baseline_create_s"] = await baseline_applies(
+            plane, sorted(names), await projected_data(api, policy, 1)
+        )
+        latency, baseline_latency = await apply_latency_buckets(api), latency
+        result["baseline_create_p99_s"] = p99(baseline_latency, latency)
+        before, ours_before = await api_writes(api), operator.writes("configmaps")
         await api.create(Ref(GROUP, "trustpolicies"), policy)
-        result["create_s"] = await wait_until(lambda: targets_hold(api, "bench", names, following), 300, 0.25)
+        result["create_s"] = await wait_until(lambda: targets_hold(api, "bench", names, following), 600, 0.25)
+        result["create_p99_s"] = p99(latency, await apply_latency_buckets(api))
         await asyncio.sleep(3)  # let status updates and any stray write land before counting
         writes = delta(before, await api_writes(api))
         result["create_writes"] = writes
@@ -195,7 +286,13 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
         result["steady_writes"] = delta(before, await api_writes(api))
         result["steady_operator_writes"] = operator.writes() - ours_before
 
-        # 4: a new key reaches every namespace.
+        # 4: a new key reaches every namespace, after the baseline of as many changing applies.
+        latency = await apply_latency_buckets(api)
+        result["baseline_change_s"] = await baseline_applies(
+            plane, sorted(names), await projected_data(api, policy, 2)
+        )
+        latency, baseline_latency = await apply_latency_buckets(api), latency
+        result["baseline_change_p99_s"] = p99(baseline_latency, latency)
         before = await api_writes(api)
         started = time.monotonic()
         await api.merge_patch(
@@ -209,8 +306,9 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
 
         await wait_until(fresh_key, 60, 0.05)
         fresh = next(k["kid"] for k in (await issuer_status(api))["keys"] if k["kid"] != active)
-        await wait_until(lambda: targets_hold(api, "bench", names, fresh, absent=following), 300, 0.25)
+        await wait_until(lambda: targets_hold(api, "bench", names, fresh, absent=following), 600, 0.25)
         result["rotation_s"] = time.monotonic() - started
+        result["rotation_p99_s"] = p99(latency, await apply_latency_buckets(api))
         await asyncio.sleep(3)
         writes = delta(before, await api_writes(api))
         result["rotation_writes"] = writes
@@ -273,17 +371,28 @@ async def measure(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, 
 
 def report(results: list[dict[str, Any]]) -> None:
     rows = [
+        ("baseline: N first applies (s)", "baseline_create_s", "{:.1f}"),
         ("policy created → all ConfigMaps correct (s)", "create_s", "{:.1f}"),
+        ("  ratio to the baseline", "create_ratio", "{:.2f}x"),
+        ("  API server p99 of ConfigMap applies, baseline (s)", "baseline_create_p99_s", "{:.3f}"),
+        ("  API server p99 of ConfigMap applies, operator (s)", "create_p99_s", "{:.3f}"),
         ("  ConfigMap writes per namespace", "create_cm_writes_per_ns", "{:.2f}"),
         ("steady-state writes (API server count)", "steady_writes", "{}"),
         ("steady-state writes (operator's own count)", "steady_operator_writes", "{:.0f}"),
+        ("baseline: N changing applies (s)", "baseline_change_s", "{:.1f}"),
         ("new key → all namespaces (s)", "rotation_s", "{:.1f}"),
+        ("  ratio to the baseline", "rotation_ratio", "{:.2f}x"),
+        ("  API server p99 of ConfigMap applies, baseline (s)", "baseline_change_p99_s", "{:.3f}"),
+        ("  API server p99 of ConfigMap applies, operator (s)", "rotation_p99_s", "{:.3f}"),
         ("  ConfigMap writes per namespace", "rotation_cm_writes_per_ns", "{:.2f}"),
         ("new namespace → ConfigMap, median (s)", "new_ns_median_s", "{:.2f}"),
         ("new namespace → ConfigMap, p95 (s)", "new_ns_p95_s", "{:.2f}"),
         ("operator RSS (MiB)", "rss_mib", "{:.0f}"),
         ("operator RSS after 10k unrelated objects (MiB)", "rss_after_unrelated_mib", "{:.0f}"),
     ]
+    for r in results:
+        r["create_ratio"] = r["create_s"] / r["baseline_create_s"]
+        r["rotation_ratio"] = r["rotation_s"] / r["baseline_change_s"]
     width = max(len(label) for label, _, _ in rows)
     print("\n" + "metric".ljust(width) + "".join(f"  N={r['N']:>6}" for r in results))
     for label, key, fmt in rows:
@@ -308,7 +417,7 @@ def report(results: list[dict[str, Any]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100,1000")
+    parser.add_argument("--sizes", default="1000")
     parser.add_argument("--steady-seconds", type=float, default=300)
     parser.add_argument("--new-namespaces", type=int, default=50)
     parser.add_argument(

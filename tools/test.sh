@@ -22,6 +22,9 @@ fi
 echo "== interop helpers (Go and Node verifiers, cached by content hash)"
 bash tests/interop/build.sh
 
+echo "== consumers checker (Go, from the consumers' upstream API modules, cached by content hash)"
+bash tests/consumers/build.sh
+
 echo "== ruff";   ruff check operator tests benchmarks tools
 echo "== mypy";   mypy
 echo "== import contract (the offline library imports only cryptography)"; lint-imports

@@ -198,6 +198,27 @@ def test_cluster_role_grants_exactly_the_operators_permissions(helm: Path) -> No
     assert "Role" not in {obj["kind"] for obj in objects(manifest)}
 
 
+ISTIO_RULE = (
+    ["security.istio.io"],
+    ["requestauthentications"],
+    ["get", "list", "watch", "create", "patch", "delete"],
+)
+
+
+def test_istio_consumers_add_exactly_the_request_authentication_rule_and_tell_the_operator(
+    helm: Path,
+) -> None:
+    assert ISTIO_RULE not in rules(only(render(helm, namespace=NAMESPACE), "ClusterRole"))
+    assert "JWT_TRUST_CONSUMERS" not in env(render(helm, namespace=NAMESPACE))
+    manifest = render(helm, namespace=NAMESPACE, values={"consumers": {"istio": {"enabled": True}}})
+    assert sorted(rules(only(manifest, "ClusterRole"))) == sorted([*OPERATOR_RULES, SECRETS_RULE, ISTIO_RULE])
+    assert env(manifest)["JWT_TRUST_CONSUMERS"] == "istio"
+    # The e2e tests run the operator under exactly this rendering.
+    assert ISTIO_RULE in rules(
+        only(render_rbac(helm, "ops", "sa", {"consumers": {"istio": {"enabled": True}}}), "ClusterRole")
+    )
+
+
 def test_secret_namespaces_move_secret_access_from_the_cluster_role_to_roles(helm: Path) -> None:
     manifest = render(helm, namespace=NAMESPACE, values={"secretNamespaces": ["identity", "payments"]})
     assert sorted(rules(only(manifest, "ClusterRole"))) == sorted(OPERATOR_RULES)
@@ -250,6 +271,8 @@ def test_metrics_service_and_optional_service_monitor_select_the_operators_metri
         ("podDisruptionBudget.minAvailable=0", "/podDisruptionBudget/minAvailable"),
         ("resources.requests=big", "/resources/requests"),
         ("peering.enabled=false", "/replicas"),  # two standalone replicas would both act
+        ("consumers.istio.enabled=maybe", "/consumers/istio/enabled"),
+        ("consumers.envoy.enabled=true", "consumers"),  # no such consumer: nothing to grant for it
     ],
 )
 def test_bad_values_fail_with_a_schema_message(helm: Path, setting: str, where: str) -> None:

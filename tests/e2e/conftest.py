@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from support import Kube, operator_rbac
+from support import OPERATOR_ENV, Kube, operator_rbac
 
 from jwt_trust_testing.cluster import ControlPlane
 from jwt_trust_testing.operator import OperatorProcess, install
@@ -22,7 +22,7 @@ def operator(
 ) -> Iterator[OperatorProcess]:
     workdir = tmp_path_factory.mktemp("operator")
     kubeconfig = install(control_plane, workdir, rbac_yaml=operator_rbac(control_plane))
-    process = OperatorProcess(control_plane, workdir, kubeconfig)
+    process = OperatorProcess(control_plane, workdir, kubeconfig, extra_env=dict(OPERATOR_ENV))
     process.start()
     try:
         yield process

@@ -23,9 +23,15 @@ from jwt_trust_testing.operator import chart_rbac
 T = TypeVar("T")
 
 
+# The session's operator manages Istio RequestAuthentications, as the chart's consumers.istio.enabled
+# sets it up: the chart's RBAC for them, and the environment variable the chart gives the operator.
+OPERATOR_VALUES: dict[str, Any] = {"consumers": {"istio": {"enabled": True}}}
+OPERATOR_ENV = {"JWT_TRUST_CONSUMERS": "istio"}
+
+
 def operator_rbac(plane: ControlPlane) -> str:
     """The ServiceAccount and RBAC objects exactly as the Helm chart renders them."""
-    return chart_rbac(plane)
+    return chart_rbac(plane, values=OPERATOR_VALUES)
 
 
 def wait_for(

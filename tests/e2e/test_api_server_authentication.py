@@ -14,7 +14,6 @@ another audience are refused.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import ipaddress
 import json
@@ -29,10 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from support import Kube, issuer, wait_for
 
 from jwt_trust.authentication_config import authentication_configuration, jwt_authenticator, to_yaml
@@ -43,6 +38,7 @@ from jwt_trust.rotation import KeyRecord
 from jwt_trust.signer import Signer, render_secret_data
 from jwt_trust_testing.chart import render, render_rbac
 from jwt_trust_testing.cluster import ControlPlane, _free_ports, start
+from jwt_trust_testing.https import certificates as make_certificates
 from jwt_trust_testing.operator import NAMESPACE, SERVICE_ACCOUNT, OperatorProcess, install
 
 pytestmark = pytest.mark.e2e
@@ -77,43 +73,11 @@ def host_address() -> str:
 
 
 def certificates(workdir: Path, address: str) -> tuple[Path, Path, Path]:
-    """A CA and a serving certificate for ``localhost``, 127.0.0.1 and ``address``."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jwt-trust discovery e2e CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=4))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-    names.append(x509.IPAddress(ipaddress.ip_address(address)))
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=4))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
+    """Files of a CA and a serving certificate for ``localhost``, 127.0.0.1 and ``address``."""
+    pems = make_certificates("localhost", dns_names=("localhost",), addresses=("127.0.0.1", address))
     paths = (workdir / "ca.crt", workdir / "tls.crt", workdir / "tls.key")
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    for path, pem in zip(paths, pems, strict=True):
+        path.write_bytes(pem)
     paths[2].chmod(0o600)
     return paths
 

@@ -129,8 +129,18 @@ def test_an_opted_in_issuer_is_served_and_followed_and_others_are_not(
         issuer(ns, "served", rotation=FAST_ROTATION, discovery={"enabled": True}),
         issuer(ns, "hidden", rotation=FAST_ROTATION),
     )
-    for name in ("served", "hidden"):
-        kube.plane.kubectl("wait", "--for=condition=Ready", f"issuer/{name}", "-n", ns, "--timeout=60s")
+    kube.plane.kubectl("wait", "--for=condition=Ready", "issuer/hidden", "-n", ns, "--timeout=60s")
+    # The suite's operator is not set up to reach a discovery service: an Issuer that opts in keeps its
+    # first key unpublished (the service is a publication target) and says why. The service serves
+    # the key all the same, as it serves every key in the status.
+    waiting = wait_for(
+        lambda: (
+            (c := kube.condition("issuer", "served", "-n", ns)) and c["reason"] == "AwaitingPublication" and c
+        ),
+        timeout=60,
+        what="the opted-in Issuer waiting for the discovery service",
+    )
+    assert "discovery.enabled" in waiting["message"]
 
     def in_step() -> tuple[str, ...] | None:
         served, published = _served(discovery, ns, "served"), _published(kube, ns, "served")
@@ -146,12 +156,8 @@ def test_an_opted_in_issuer_is_served_and_followed_and_others_are_not(
     for path in (f"/issuers/{ns}/hidden/jwks", f"/issuers/{ns}/hidden/.well-known/openid-configuration"):
         assert discovery.get(path)[0] == 404
 
-    # Rotation (every 6 s): a new key appears in the status, and in the served set.
-    wait_for(
-        lambda: (kids := in_step()) is not None and set(kids) - set(first),
-        timeout=60,
-        what="a new key served after a rotation",
-    )
+    # Rotation through the service's gate, with a replica set the operator reaches, is covered by
+    # test_api_server_authentication.py.
 
     # A revoked kid leaves the served set (from the spec, like every policy's projection).
     revoked = _served(discovery, ns, "served")
@@ -170,6 +176,12 @@ def test_an_opted_in_issuer_is_served_and_followed_and_others_are_not(
         lambda: (kids := _served(discovery, ns, "served")) is not None and revoked[0] not in kids,
         timeout=30,
         what="the revoked kid withdrawn",
+    )
+    # The key generated in its place is served as soon as it is in the status.
+    wait_for(
+        lambda: (kids := in_step()) is not None and set(kids) - set(first),
+        timeout=30,
+        what="the new key served",
     )
 
     # Opting out withdraws the documents; opting the other one in serves it.

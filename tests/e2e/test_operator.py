@@ -202,11 +202,15 @@ def test_edited_or_deleted_targets_are_restored(operator: OperatorProcess, kube:
     assert parse_trust_files(restored)[1] >= revision
 
 
+@pytest.mark.parametrize("selected", [1, 12], ids=["read-before-write", "one-list-for-many"])
 def test_a_same_named_configmap_we_do_not_own_is_left_alone_and_reported(
-    operator: OperatorProcess, kube: Kube
+    operator: OperatorProcess, kube: Kube, selected: int
 ) -> None:
+    """One new target is read before its first write; many are checked with one list (both ways must
+    leave someone else's ConfigMap alone)."""
     labels = _label()
     home, target = kube.namespace(), kube.namespace(labels)
+    others = [kube.namespace(labels) for _ in range(selected - 1)]
     name = f"p-{uuid.uuid4().hex[:8]}"
     foreign = {
         "apiVersion": "v1",
@@ -228,6 +232,9 @@ def test_a_same_named_configmap_we_do_not_own_is_left_alone_and_reported(
         lambda: any(e["reason"] == "TargetNotOwned" for e in kube.events("default", name)),
         what="a TargetNotOwned Event",
     )
+    for ns in others:
+        wait_for(lambda ns=ns: kube.configmap(ns, name), what=f"the ConfigMap in {ns}")
+    assert kube.configmap(target, name) == {"mine": b"yes"}
 
 
 def test_deleting_a_policy_removes_its_configmaps(operator: OperatorProcess, kube: Kube) -> None:

@@ -5,7 +5,9 @@ differently from ours, fails only in someone's cluster. These tests read the fen
 docs/interop.md and check them against ``jwt_trust.projection.render_configmap_data``: the Envoy
 ``local_jwks`` file is a per-issuer key of the projection inside the documented ConfigMap mount, and
 Istio's inline ``jwks`` is byte for byte a per-issuer file of the projection, each key with
-``kid`` (its RFC 7638 thumbprint), ``alg`` and ``use: "sig"`` and nothing private. They also keep the
+``kid`` (its RFC 7638 thumbprint), ``alg`` and ``use: "sig"`` and nothing private. The consumer
+objects the operator writes (a RequestAuthentication, a ConfigMap for an Envoy Gateway
+SecurityPolicy) are exactly what it computes for the documented TrustPolicy. They also keep the
 snippets consistent with the Issuer, TrustPolicy and workload in examples/, and the pinned versions
 the page states equal to go.mod and package-lock.json.
 """
@@ -199,12 +201,77 @@ def test_istio_example_makes_a_valid_token_mandatory_for_the_same_workload(snipp
     assert all(principal.rsplit("/", 1)[0] in issuers for principal in principals)
 
 
-def test_refresh_command_reads_the_per_issuer_key_of_the_documented_configmap(snippets: list[Any]) -> None:
-    configmap, _mount = _configmap_mount(snippets)
-    text = DOC.read_text()
-    key = issuer_jwks_key(_example_ref())
-    assert f"get configmap {configmap}" in text
-    assert "{.data." + key.replace(".", "\\.") + "}" in text
+def _document(snippets: list[Any], kind: str) -> dict[str, Any]:
+    (found,) = [d for d in snippets if isinstance(d, dict) and d.get("kind") == kind]
+    return found
+
+
+def test_the_documented_trustpolicy_is_the_example_with_consumers(snippets: list[Any]) -> None:
+    documented = _document(snippets, "TrustPolicy")
+    example = _example("trustpolicy.yaml")
+    consumers = documented["spec"]["consumers"]
+    assert documented | {"spec": {k: v for k, v in documented["spec"].items() if k != "consumers"}} == example
+    assert set(consumers) == {"requestAuthentication", "jwksConfigMaps"}
+
+
+def _rendered(snippets: list[Any]) -> tuple[Any, dict[tuple[str, str], dict[str, Any]], dict[str, str]]:
+    """What the operator computes for the documented TrustPolicy and the documented key."""
+    from jwt_trust.kube.policies import parse_policy_spec, project, wanted_objects
+
+    documented = _document(snippets, "TrustPolicy")
+    spec = parse_policy_spec(documented["metadata"]["name"], documented["spec"])
+    (rule,) = _one(snippets, "RequestAuthentication")["spec"]["jwtRules"]
+    keys = json.loads(rule["jwks"])["keys"]
+    issuer = _example("issuer.yaml")
+    body = {
+        "spec": issuer["spec"],
+        "status": {"keys": [{"kid": k["kid"], "state": "active", "publicKey": k} for k in keys]},
+    }
+    projection = project(spec, {_example_ref(): body}, 0)
+    data = projection.data(1)
+    return documented, wanted_objects(spec, projection, data), data
+
+
+def test_the_documented_request_authentication_is_what_the_operator_writes(snippets: list[Any]) -> None:
+    from jwt_trust.kube.reconcile import target_manifest
+
+    policy, objects, _data = _rendered(snippets)
+    documented = _one(snippets, "RequestAuthentication")
+    meta = documented["metadata"]
+    key = ("RequestAuthentication", meta["namespace"], meta["name"])
+    spec = objects[("RequestAuthentication", meta["name"])]
+    rendered = target_manifest({"metadata": {**policy["metadata"], "uid": "u"}}, key, spec)
+    assert documented["spec"] == rendered["spec"] | {
+        "jwtRules": [rule | {"jwks": rule["jwks"] + "\n"} for rule in rendered["spec"]["jwtRules"]]
+    }
+    assert meta["labels"] == rendered["metadata"]["labels"]
+    assert documented["apiVersion"] == rendered["apiVersion"]
+
+
+def test_the_security_policy_reads_the_configmap_the_operator_writes_for_the_issuer(
+    snippets: list[Any],
+) -> None:
+    from jwt_trust.kube.policies import jwks_configmap_name
+
+    policy, objects, data = _rendered(snippets)
+    configmap = _document(snippets, "ConfigMap")
+    prefix = policy["spec"]["consumers"]["jwksConfigMaps"]["namePrefix"]
+    name = jwks_configmap_name(prefix, _example_ref())
+    assert configmap["metadata"]["name"] == name
+    assert configmap["data"] == {"jwks": objects[("ConfigMap", name)]["jwks"] + "\n"}
+    assert objects[("ConfigMap", name)]["jwks"] == data[issuer_jwks_key(_example_ref())]
+    security = _document(snippets, "SecurityPolicy")
+    assert security["metadata"]["namespace"] == configmap["metadata"]["namespace"]
+    (provider,) = security["spec"]["jwt"]["providers"]
+    assert provider["localJWKS"] == {
+        "type": "ValueRef",
+        "valueRef": {"group": "", "kind": "ConfigMap", "name": name},
+    }
+    issuer = _example("issuer.yaml")["spec"]["issuer"]
+    assert (provider["issuer"], provider["audiences"]) == (
+        issuer,
+        policy["spec"]["verification"]["audiences"],
+    )
 
 
 def test_documented_go_and_node_versions_are_the_pinned_ones() -> None:

@@ -211,3 +211,27 @@ def test_a_watch_answered_410_lists_again_at_once_and_counts_no_failure() -> Non
         assert informer.failing_since is None
 
     asyncio.run(_serve(handler, check))
+
+
+def test_the_client_looks_up_its_proxy_once_not_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kubernetes_asyncio's session consults the environment on every request (a thread round trip
+    each): the operator's session does not, and the proxy the environment names is kept."""
+    from jwt_trust.kube.api import connect
+
+    async def build(**env: str) -> tuple[bool, str | None]:
+        for name in ("HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        api_client = connect(kopf.ConnectionInfo(server="https://api.example:6443", insecure=True))
+        try:
+            return api_client.rest_client.pool_manager.trust_env, api_client.rest_client.proxy
+        finally:
+            await api_client.close()
+
+    assert asyncio.run(build()) == (False, None)
+    assert asyncio.run(build(HTTPS_PROXY="http://proxy.example:3128")) == (False, "http://proxy.example:3128")
+    assert asyncio.run(build(HTTPS_PROXY="http://proxy.example:3128", NO_PROXY="api.example")) == (
+        False,
+        None,
+    )

@@ -364,7 +364,7 @@ def test_policy_writes_go_to_selected_namespaces_only_and_nothing_when_correct()
     namespaces = {"a1": {"team": "a"}, "b1": {"team": "b"}}
     writes = policy_writes(body, spec, issuers, namespaces=namespaces, targets=[], written=None, now=T0)
     assert writes.matched == ["a1"]
-    assert writes.actions == {("a1", "web"): "apply"}
+    assert writes.actions == {("ConfigMap", "a1", "web"): "apply"}
     assert writes.revision[0] == 1
     manifest = configmap_manifest(body, "a1", "web", writes.data)
     held = Target("a1", "web", "web", content_hash(manifest["data"]))
@@ -384,7 +384,7 @@ def test_a_projection_over_the_size_limit_is_not_ready_and_writes_nothing() -> N
     assert raised.value.reason == "ProjectionTooLarge"
 
 
-def outcome_for(failed: Mapping[str, tuple[str, str]], previous: list[str]) -> Any:
+def outcome_for(failed: Mapping[tuple[str, str, str], tuple[str, str]], previous: list[str]) -> Any:
     body, spec, issuers = policy_setup(status_with_key())
     body["status"] = {"publishedKeys": [{"issuer": "idp/auth", "kids": previous}]}
     namespaces = {"a1": {"team": "a"}, "a2": {"team": "a"}}
@@ -393,7 +393,9 @@ def outcome_for(failed: Mapping[str, tuple[str, str]], previous: list[str]) -> A
 
 
 def test_a_failed_write_holds_new_keys_back_and_is_retried() -> None:
-    _writes, outcome = outcome_for({"a2": ("WriteFailed", "ConfigMap a2/web: 403")}, previous=[])
+    _writes, outcome = outcome_for(
+        {("ConfigMap", "a2", "web"): ("WriteFailed", "ConfigMap a2/web: 403")}, previous=[]
+    )
     assert outcome.retry
     assert outcome.status["publishedKeys"] == [{"issuer": "idp/auth", "kids": []}]
     assert outcome.status["conditions"][0]["reason"] == "WriteFailed"
@@ -402,7 +404,9 @@ def test_a_failed_write_holds_new_keys_back_and_is_retried() -> None:
 
 
 def test_a_target_owned_by_someone_else_is_reported_but_does_not_hold_rotation_back() -> None:
-    writes, outcome = outcome_for({"a2": ("TargetNotOwned", "ConfigMap a2/web exists")}, previous=[])
+    writes, outcome = outcome_for(
+        {("ConfigMap", "a2", "web"): ("TargetNotOwned", "ConfigMap a2/web exists")}, previous=[]
+    )
     assert not outcome.retry
     kids = outcome.status["publishedKeys"][0]["kids"]
     assert kids

@@ -132,8 +132,9 @@ def test_cli_verify_exits_1_with_the_reason_when_rejected(
                 str(jwks),
                 "--audience",
                 "api://x",
-                "--revoked-kid",
-                json.loads(jwks.read_text())["keys"][0]["kid"],
+                # One argument with "=": a kid is base64url and may begin with "-", which argparse
+                # would take for an option (1 key in 64 here).
+                "--revoked-kid=" + json.loads(jwks.read_text())["keys"][0]["kid"],
             ]
         )
         == 1

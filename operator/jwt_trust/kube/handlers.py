@@ -36,8 +36,15 @@ from .issuers import (
     step,
     stored_public_keys,
 )
-from .operator import OUR_LABEL, DiscoveryService, Operator, build, run_daemon, summarise_custom
-from .policies import POLICY_LABEL, parse_policy_spec
+from .operator import (
+    DiscoveryService,
+    Operator,
+    build,
+    consumers_from_environment,
+    run_daemon,
+    summarise_custom,
+)
+from .policies import CONFIGMAP, parse_policy_spec
 from .reconcile import (
     API_VERSION,
     DISCOVERY,
@@ -61,6 +68,7 @@ from .writes import (
     apply_policy_outcome,
     delete_target,
     discovery_served,
+    list_policy_objects,
     not_ready,
     read_secret,
     wind_down,
@@ -140,6 +148,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         ],
         write_concurrency=int(os.environ.get("JWT_TRUST_WRITE_CONCURRENCY", "16")),
         discovery=DiscoveryService.from_environment(os.environ),
+        consumers=consumers_from_environment(os.environ),
     )
     await asyncio.gather(*(informer.list() for informer in operator.informers))
     operator.tasks = [asyncio.create_task(informer.run()) for informer in operator.informers]
@@ -155,6 +164,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         len(operator.policies.objects),
         len(operator.configmaps.objects),
     )
+    for kind, cache in operator.consumers.items():
+        state = "its CRD is not installed" if cache.absent else f"{len(cache.objects)} owned"
+        log.info("consumer %s: %s", kind, state)
 
 
 @kopf.on.probe(id="caches")
@@ -347,9 +359,10 @@ async def reconcile_policy(operator: Operator, _namespace: str, name: str) -> fl
             spec,
             issuers,
             namespaces=operator.active_namespaces(),
-            targets=operator.configmaps.objects.values(),
+            targets=operator.targets(),
             written=operator.revisions.get(name),
             now=int(now),
+            apis=operator.apis(),
         )
     except NotReady as error:
         await not_ready(operator, body, error)
@@ -362,11 +375,15 @@ async def reconcile_policy(operator: Operator, _namespace: str, name: str) -> fl
 
 @kopf.on.delete(GROUP, VERSION, "trustpolicies")
 async def policy_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Remove every object of the policy (its ConfigMaps, its consumer objects of every kind served),
+    each only as the object listed (uid precondition)."""
     operator: Operator = memo.operator
-    items, _version = await operator.api.list(
-        Ref("v1", "configmaps"), label_selector=f"{OUR_LABEL},{POLICY_LABEL}={name}"
-    )
-    for item in items:
-        meta = item["metadata"]
-        await delete_target(operator, meta["namespace"], meta["name"], meta["uid"])
-    log.info("TrustPolicy %s deleted: removed %d ConfigMaps", name, len(items))
+    removed = 0
+    for kind in (CONFIGMAP, *operator.consumers):
+        if kind != CONFIGMAP and operator.consumers[kind].absent:
+            continue
+        for item in await list_policy_objects(operator, kind, name):
+            meta = item["metadata"]
+            await delete_target(operator, (kind, meta["namespace"], meta["name"]), meta["uid"], policy=name)
+            removed += 1
+    log.info("TrustPolicy %s deleted: removed %d objects", name, removed)

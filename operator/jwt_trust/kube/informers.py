@@ -14,6 +14,12 @@ error, an oversized event, an API error, a bug in a callback) is logged, counted
 exponential backoff (capped). While an informer keeps failing, :attr:`Informer.failing_since` says since
 when; the liveness probe reports the operator unhealthy once that lasts too long (see ``handlers``),
 so Kubernetes restarts a process that cannot recover by itself.
+
+An ``optional`` informer watches a resource that may not be served at all (a consumer kind whose CRD is
+not installed): a list answered with ``404`` is an empty cache, :attr:`Informer.absent` says so, and the
+informer lists again after a backoff (capped) until the resource appears, then calls ``on_served``.
+That is a state of the cluster, not a failure of the cache: it is neither counted nor reported to
+liveness.
 """
 
 from __future__ import annotations
@@ -44,6 +50,10 @@ def object_key(obj: dict[str, Any]) -> Key:
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
 
+class NotServed(Exception):
+    """The API server does not serve an optional informer's resource (yet)."""
+
+
 class Informer(Generic[Summary]):
     def __init__(
         self,
@@ -53,12 +63,17 @@ class Informer(Generic[Summary]):
         *,
         label_selector: str | None = None,
         on_change: Callable[[Key, Summary | None, Summary | None], None] = lambda key, old, new: None,
+        optional: bool = False,
+        on_served: Callable[[], None] = lambda: None,
     ) -> None:
         self.api = api
         self.target = target
         self.summarise = summarise
         self.label_selector = label_selector
         self.on_change = on_change
+        self.optional = optional
+        self.on_served = on_served
+        self.absent = False  # an optional resource the API server does not serve
         self.objects: dict[Key, Summary] = {}
         self._version = ""
         self.synced = asyncio.Event()
@@ -71,7 +86,21 @@ class Informer(Generic[Summary]):
         return f"{self.target.resource}{where}"
 
     async def list(self) -> None:
-        items, self._version = await self.api.list(self.target, label_selector=self.label_selector)
+        was_absent = self.absent
+        try:
+            items, self._version = await self.api.list(self.target, label_selector=self.label_selector)
+            self.absent = False
+        except APIError as error:
+            if not (self.optional and error.status == 404):
+                raise
+            if not was_absent:
+                log.warning(
+                    "%s.%s is not served by the API server (its CRD is not installed?); "
+                    "treated as empty, looked for again with a backoff",
+                    self.target.resource,
+                    self.target.group_version,
+                )
+            items, self._version, self.absent = [], "", True
         fresh = {object_key(item): self.summarise(item) for item in items}
         old = self.objects
         self.objects = fresh
@@ -80,12 +109,18 @@ class Informer(Generic[Summary]):
                 self.on_change(key, old.get(key), fresh.get(key))
         self.synced.set()
         self.failing_since = None
+        if was_absent and not self.absent:
+            log.info("%s.%s is served now", self.target.resource, self.target.group_version)
+            self.on_served()
 
     async def watch(self) -> None:
         """One watch session: list first if the cache is not in sync, then apply every event until the
-        API server ends the watch (its timeout). Raises whatever interrupts it."""
-        if not self.synced.is_set():
+        API server ends the watch (its timeout). Raises whatever interrupts it (NotServed when an
+        optional resource is not served)."""
+        if not self.synced.is_set() or self.absent:
             await self.list()
+        if self.absent:
+            raise NotServed(self.name)
         events = self.api.watch(
             self.target, resource_version=self._version, label_selector=self.label_selector
         )
@@ -115,13 +150,21 @@ class Informer(Generic[Summary]):
     async def run(self) -> None:
         """Watch forever (until cancelled), restarting after any failure; never returns otherwise."""
         failures = 0
+        looked = 0  # lists of an optional resource that is not served, in a row
         while True:
             try:
                 await self.watch()
-                failures = 0  # the server ended the watch: resume from the last version seen
+                failures = looked = 0  # the server ended the watch: resume from the last version seen
                 continue
             except asyncio.CancelledError:
                 raise
+            except NotServed:
+                # Not a failure: the resource may be installed later. Look again, less and less often.
+                looked += 1
+                await asyncio.sleep(
+                    min(BACKOFF_FIRST * 2.0 ** (looked - 1), BACKOFF_CAP) * random.uniform(0.8, 1.2)  # noqa: S311
+                )
+                continue
             except APIError as error:
                 if error.status == 410:
                     # Our version is older than the server keeps: list again, at once. Routine.

@@ -19,6 +19,11 @@ MATCHED = Gauge("jwt_trust_namespaces_matched", "Namespaces a policy selects", [
 SYNCED = Gauge(
     "jwt_trust_namespaces_synced", "Selected namespaces holding the current projection", ["policy"]
 )
+TARGETS_FAILED = Gauge(
+    "jwt_trust_targets_failed",
+    "Target objects of a policy (its ConfigMaps, its consumer objects) that do not hold its content",
+    ["policy", "kind"],
+)
 WATCH_RESTARTS = Counter(
     "jwt_trust_watch_restarts_total", "Watches restarted after a failure (a new list follows)", ["resource"]
 )

@@ -1,7 +1,7 @@
 """What the daemons of one operator process share: the client, the caches, pokes, Events and retries.
 
-The caches are label-selected informers (namespaces, our ConfigMaps and Secrets, Issuers,
-TrustPolicies); a change in one pokes the daemons it concerns. They are listed completely before any
+The caches are label-selected informers (namespaces, our ConfigMaps, Secrets and consumer objects,
+Issuers, TrustPolicies); a change in one pokes the daemons it concerns. They are listed completely before any
 daemon acts: a namespace missing from a half-filled cache would look unselected and lose its ConfigMap.
 """
 
@@ -28,12 +28,33 @@ from .backoff import Backoff
 from .errors import Transient, retry_after
 from .events import EventRecorder
 from .informers import Informer, Key
-from .policies import MANAGED_BY, MANAGED_BY_VALUE, POLICY_LABEL, Revision, Target
-from .reconcile import API_VERSION, ISSUER_LABEL, Event, discovery_urls, policy_refs
+from .policies import (
+    CONFIGMAP,
+    MANAGED_BY,
+    MANAGED_BY_VALUE,
+    POLICY_LABEL,
+    REQUEST_AUTHENTICATION,
+    Revision,
+    Target,
+    object_hash,
+)
+from .reconcile import (
+    API_VERSION,
+    DISABLED,
+    ISSUER_LABEL,
+    MISSING,
+    SERVED,
+    TARGET_APIS,
+    Event,
+    discovery_urls,
+    policy_refs,
+)
+from .scheduling import WriteScheduler
 
 OUR_LABEL = f"{MANAGED_BY}={MANAGED_BY_VALUE}"
 RETRY_CAUSES = ("api", "write", "fetch")
 RESYNC_SECONDS = 600.0
+CONSUMER_NAMES = {"istio": REQUEST_AUTHENTICATION}
 DEBOUNCE_SECONDS = 0.1
 
 log = logging.getLogger("jwt_trust.operator")
@@ -78,7 +99,7 @@ class Operator:
     secrets: list[Informer[tuple[str, str]]]
     issuers: Informer[dict[str, Any]]
     policies: Informer[dict[str, Any]]
-    write_slots: asyncio.Semaphore
+    write_slots: WriteScheduler
     pokes: dict[tuple[str, str, str], asyncio.Event] = field(default_factory=dict)
     events: EventRecorder = field(default_factory=EventRecorder)
     # One retry policy; keys are (kind, namespace, name, cause) so that one cause's success does not
@@ -89,10 +110,39 @@ class Operator:
     revisions: dict[str, Revision] = field(default_factory=dict)  # per policy: the last one written
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     discovery: DiscoveryService | None = None
+    # Per consumer kind the operator manages (chart values consumers.*): the cache of our objects.
+    consumers: dict[str, Informer[Target]] = field(default_factory=dict)
 
     @property
     def informers(self) -> list[Informer[Any]]:
-        return [self.namespaces, self.configmaps, *self.secrets, self.issuers, self.policies]
+        return [
+            self.namespaces,
+            self.configmaps,
+            *self.secrets,
+            self.issuers,
+            self.policies,
+            *self.consumers.values(),
+        ]
+
+    def cache(self, kind: str) -> Informer[Target]:
+        """The cache of our target objects of ``kind`` (ConfigMaps, or a consumer kind we manage)."""
+        return self.configmaps if kind == CONFIGMAP else self.consumers[kind]
+
+    def targets(self) -> list[Target]:
+        """Every target object of ours the caches hold, of every kind."""
+        return [
+            target
+            for cache in (self.configmaps, *self.consumers.values())
+            for target in cache.objects.values()
+        ]
+
+    def apis(self) -> dict[str, str]:
+        """Per consumer kind: SERVED, MISSING (its CRD is not installed) or DISABLED (not managed)."""
+        states = dict.fromkeys(TARGET_APIS, DISABLED)
+        states[CONFIGMAP] = SERVED
+        for kind, cache in self.consumers.items():
+            states[kind] = MISSING if cache.absent else SERVED
+        return states
 
     def wake(self, kind: str, namespace: str, name: str) -> asyncio.Event:
         return self.pokes.setdefault((kind, namespace, name), asyncio.Event())
@@ -138,6 +188,8 @@ class Operator:
             self.revisions.pop(name, None)
             metrics.forget(metrics.MATCHED, name)
             metrics.forget(metrics.SYNCED, name)
+            for target_kind in TARGET_APIS:
+                metrics.forget(metrics.TARGETS_FAILED, name, target_kind)
             return
         issuer_ref = f"{namespace}/{name}"
         for state in KEY_STATES:
@@ -197,6 +249,24 @@ def summarise_configmap(obj: dict[str, Any]) -> Target:
     )
 
 
+def summarise_consumer(obj: dict[str, Any]) -> Target:
+    """A consumer object (a RequestAuthentication): its content is its ``spec``."""
+    meta = obj.get("metadata") or {}
+    return Target(
+        namespace=str(meta.get("namespace")),
+        name=str(meta.get("name")),
+        policy=(meta.get("labels") or {}).get(POLICY_LABEL),
+        data_hash=object_hash(obj.get("spec") or {}),
+        uid=str(meta.get("uid") or ""),
+        kind=str(obj.get("kind") or ""),
+    )
+
+
+def summarise_target(obj: dict[str, Any]) -> Target:
+    """The cache entry of a target object of any kind, from the object (a watch event, a write's answer)."""
+    return summarise_configmap(obj) if obj.get("kind", CONFIGMAP) == CONFIGMAP else summarise_consumer(obj)
+
+
 def summarise_secret(obj: dict[str, Any]) -> tuple[str, str]:
     # Only a digest: private keys are not kept in the operator's memory between reconciliations.
     meta = obj.get("metadata") or {}
@@ -210,8 +280,10 @@ def build(
     secret_namespaces: list[str],
     write_concurrency: int,
     discovery: DiscoveryService | None = None,
+    consumers: frozenset[str] = frozenset(),
 ) -> Operator:
-    """The operator's caches, wired so that each change pokes the daemons it concerns."""
+    """The operator's caches, wired so that each change pokes the daemons it concerns; ``consumers``:
+    the consumer kinds it manages (each gets a cache of our objects of that kind)."""
     operator: Operator
 
     def on_namespace(key: Key, old: NamespaceSummary | None, new: NamespaceSummary | None) -> None:
@@ -259,10 +331,34 @@ def build(
         ],
         issuers=Informer(api, Ref(API_VERSION, "issuers"), summarise_custom, on_change=on_issuer),
         policies=Informer(api, Ref(API_VERSION, "trustpolicies"), summarise_custom, on_change=on_policy),
-        write_slots=asyncio.Semaphore(write_concurrency),
+        write_slots=WriteScheduler(cap=write_concurrency),
         discovery=discovery,
     )
+    for kind in sorted(consumers & TARGET_APIS.keys() - {CONFIGMAP}):
+        group_version, resource = TARGET_APIS[kind]
+        operator.consumers[kind] = Informer(
+            api,
+            Ref(group_version, resource),
+            summarise_consumer,
+            label_selector=OUR_LABEL,
+            on_change=on_configmap,
+            # Its CRD may not be installed (yet): an empty cache then, and every policy that wants
+            # one of these objects is told so, and looked at again once the CRD appears.
+            optional=True,
+            on_served=operator.poke_policies,
+        )
+    api.on_throttled = operator.write_slots.throttled
     return operator
+
+
+def consumers_from_environment(env: Mapping[str, str]) -> frozenset[str]:
+    """``JWT_TRUST_CONSUMERS`` (comma-separated, as the chart sets it from ``consumers.*.enabled``): the
+    consumer kinds the operator manages; ``istio`` names RequestAuthentications."""
+    names = {name.strip().lower() for name in env.get("JWT_TRUST_CONSUMERS", "").split(",") if name.strip()}
+    unknown = names - CONSUMER_NAMES.keys()
+    if unknown:
+        log.warning("JWT_TRUST_CONSUMERS: unknown consumers %s ignored", ", ".join(sorted(unknown)))
+    return frozenset(CONSUMER_NAMES[name] for name in names & CONSUMER_NAMES.keys())
 
 
 # --- the daemons' loop ----------------------------------------------------------------------------

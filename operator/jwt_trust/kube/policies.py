@@ -1,11 +1,17 @@
 """TrustPolicy decisions: spec parsing, namespace selection, the projected content, and target actions.
 
 Pure: no I/O, no clock, no kopf. The handler gives it the policy, the Issuers it names, the namespaces
-and the ConfigMaps it already owns (all from label-selected caches), and applies the actions returned.
+and the objects it already owns (all from label-selected caches), and applies the actions returned.
+
+A policy's targets in each selected namespace are its ConfigMap and its consumer objects (an Istio
+RequestAuthentication, one ConfigMap per issuer for gateways): every one is planned by the same rule
+(:func:`plan_objects`) and counts the same for ``status.publishedKeys``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,6 +23,7 @@ from jwt_trust.projection import (
     IssuerTrust,
     PolicyTrust,
     content_hash,
+    issuer_jwks_key,
     render_configmap_data,
 )
 from jwt_trust.rotation import parse_duration
@@ -28,6 +35,11 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "jwt-trust"
 POLICY_LABEL = "jwt-trust.dev/policy"
 HASH_ANNOTATION = "jwt-trust.dev/content-hash"
+CONFIGMAP = "ConfigMap"
+REQUEST_AUTHENTICATION = "RequestAuthentication"
+# The key an Envoy Gateway SecurityPolicy's localJWKS (and kgateway) reads from a referenced ConfigMap.
+GATEWAY_JWKS_KEY = "jwks"
+MAX_NAME = 253  # a DNS subdomain: the names of ConfigMaps and RequestAuthentications
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,24 @@ class Selector:
 
 
 @dataclass(frozen=True)
+class RequestAuthenticationSpec:
+    """``spec.consumers.requestAuthentication``: what the Istio object carries besides the keys."""
+
+    name: str
+    match_labels: tuple[tuple[str, str], ...] | None = None  # the workload selector; None: every workload
+    forward_original_token: bool | None = None
+    output_payload_to_header: str | None = None
+
+
+@dataclass(frozen=True)
+class Consumers:
+    """``spec.consumers``: the consumer objects written next to the ConfigMap in every namespace."""
+
+    request_authentication: RequestAuthenticationSpec | None = None
+    jwks_configmap_prefix: str | None = None  # None: no per-issuer ConfigMaps
+
+
+@dataclass(frozen=True)
 class PolicySpec:
     name: str
     issuer_refs: tuple[str, ...]
@@ -62,6 +92,7 @@ class PolicySpec:
     typ: str | None
     required_claims: tuple[str, ...]
     leeway_seconds: int
+    consumers: Consumers = Consumers()
 
 
 def parse_selector(section: Any) -> Selector:
@@ -104,17 +135,61 @@ def parse_policy_spec(name: str, spec: Mapping[str, Any]) -> PolicySpec:
     except ValueError as error:
         raise SpecError("InvalidVerification", str(error)) from None
     target = ((spec.get("target") or {}).get("configMap") or {}).get("name") or name
+    audiences = tuple(verification.get("audiences") or ())
+    issuer_refs = tuple(sorted(set(refs)))
+    consumers = parse_consumers(name, spec.get("consumers") or {}, audiences)
+    if consumers.jwks_configmap_prefix is not None:
+        for ref in issuer_refs:
+            jwks_name = jwks_configmap_name(consumers.jwks_configmap_prefix, ref)
+            if len(jwks_name) > MAX_NAME:
+                raise SpecError("InvalidConsumer", f"ConfigMap name {jwks_name} is longer than {MAX_NAME}")
+            if jwks_name == target:
+                raise SpecError("InvalidConsumer", f"ConfigMap {jwks_name} is also the policy's target")
     return PolicySpec(
         name=name,
-        issuer_refs=tuple(sorted(set(refs))),
+        issuer_refs=issuer_refs,
         selector=parse_selector(spec.get("namespaceSelector")),
         target_name=str(target),
-        audiences=tuple(verification.get("audiences") or ()),
+        audiences=audiences,
         algorithms=algorithms or DEFAULT_ALGORITHMS,
         typ=verification.get("typ") or None,
         required_claims=tuple(verification.get("requiredClaims") or ()),
         leeway_seconds=leeway,
+        consumers=consumers,
     )
+
+
+def parse_consumers(policy: str, section: Mapping[str, Any], audiences: tuple[str, ...]) -> Consumers:
+    """``spec.consumers``; every default is the policy's name."""
+    istio = section.get("requestAuthentication")
+    request_authentication = None
+    if istio is not None:
+        if not audiences:
+            # Istio checks no audience when none is listed, where our verifier refuses a token with one.
+            raise SpecError(
+                "InvalidConsumer",
+                "consumers.requestAuthentication needs verification.audiences "
+                "(Istio accepts every audience when none is listed)",
+            )
+        labels = (istio.get("selector") or {}).get("matchLabels")
+        header = istio.get("outputPayloadToHeader")
+        forward = istio.get("forwardOriginalToken")
+        request_authentication = RequestAuthenticationSpec(
+            name=str(istio.get("name") or policy),
+            match_labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())) if labels else None,
+            forward_original_token=bool(forward) if forward is not None else None,
+            output_payload_to_header=str(header) if header else None,
+        )
+    gateway = section.get("jwksConfigMaps")
+    prefix = None if gateway is None else str(gateway.get("namePrefix") or policy)
+    return Consumers(request_authentication, prefix)
+
+
+def jwks_configmap_name(prefix: str, ref: str) -> str:
+    """The per-issuer ConfigMap of the Issuer ``namespace/name``: ``<prefix>.<namespace>.<name>``
+    (unambiguous: a namespace holds no dot)."""
+    namespace, _, name = ref.partition("/")
+    return f"{prefix}.{namespace}.{name}"
 
 
 def issuer_trust(ref: str, issuer: Mapping[str, Any], now: int) -> IssuerTrust | None:
@@ -196,16 +271,108 @@ def too_large(data: Mapping[str, str]) -> bool:
 
 @dataclass(frozen=True)
 class Target:
-    """What the cache knows of one ConfigMap that carries our managed-by label."""
+    """What the cache knows of one object (a ConfigMap, a consumer object) that carries our managed-by
+    label."""
 
     namespace: str
     name: str
     policy: str | None
-    data_hash: str  # hash of the data actually stored (drift shows as a mismatch)
+    data_hash: str  # hash of the content actually stored (drift shows as a mismatch)
     uid: str = ""  # deletes are conditional on it
+    kind: str = CONFIGMAP
 
 
 Action = Literal["apply", "delete", "conflict"]
+ObjectKey = tuple[str, str, str]
+"""(kind, namespace, name) of one target object."""
+
+
+def object_hash(content: Mapping[str, Any]) -> str:
+    """The hash of a target's content: a ConfigMap's ``data``, a RequestAuthentication's ``spec``; for
+    a ConfigMap it is :func:`~jwt_trust.projection.content_hash` of its data."""
+    canonical = json.dumps(dict(content), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def wanted_objects(
+    spec: PolicySpec, projection: Projection, data: Mapping[str, str]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per (kind, name), the content every selected namespace must hold: the ConfigMap's ``data`` (the
+    projection), each per-issuer ConfigMap's ``data``, the RequestAuthentication's ``spec``."""
+    wanted: dict[tuple[str, str], dict[str, Any]] = {(CONFIGMAP, spec.target_name): dict(data)}
+    consumers = spec.consumers
+    issuers = sorted(projection.trust.issuers, key=lambda issuer: issuer.ref)
+    if consumers.jwks_configmap_prefix is not None:
+        for issuer in issuers:
+            name = jwks_configmap_name(consumers.jwks_configmap_prefix, issuer.ref)
+            wanted[(CONFIGMAP, name)] = {GATEWAY_JWKS_KEY: data[issuer_jwks_key(issuer.ref)]}
+    istio = consumers.request_authentication
+    if istio is not None:
+        rules = []
+        for issuer in issuers:
+            rule: dict[str, Any] = {
+                "issuer": issuer.issuer,
+                "audiences": list(spec.audiences),
+                "jwks": data[issuer_jwks_key(issuer.ref)],
+            }
+            if istio.forward_original_token is not None:
+                rule["forwardOriginalToken"] = istio.forward_original_token
+            if istio.output_payload_to_header is not None:
+                rule["outputPayloadToHeader"] = istio.output_payload_to_header
+            rules.append(rule)
+        body: dict[str, Any] = {"jwtRules": rules}
+        if istio.match_labels is not None:
+            body["selector"] = {"matchLabels": dict(istio.match_labels)}
+        wanted[(REQUEST_AUTHENTICATION, istio.name)] = body
+    return wanted
+
+
+def plan_objects(
+    policy: PolicySpec,
+    namespaces: Mapping[str, Mapping[str, str]],
+    owned: Iterable[Target],
+    wanted: Mapping[tuple[str, str], str],
+) -> tuple[list[str], dict[ObjectKey, Action]]:
+    """Decide per target object: ``apply`` (missing or different), ``delete`` (no longer selected or
+    no longer wanted), ``conflict`` (another policy's).
+
+    ``namespaces`` maps each active (not Terminating) namespace to its labels; ``wanted`` maps each
+    (kind, name) every selected namespace must hold to the hash of its content. Returns the matched
+    namespaces and the actions; an object that is already correct gets no action, so a steady state
+    writes nothing. An object carrying our label for another policy is a ``conflict``; one without our
+    label never reaches here and is checked by the handler before the first write. An object of ours
+    in a Terminating namespace goes with the namespace, unless it is no longer wanted at all.
+    """
+    matched = sorted(ns for ns, labels in namespaces.items() if policy.selector.matches(labels))
+    current: dict[ObjectKey, Target] = {}
+    actions: dict[ObjectKey, Action] = {}
+    for target in owned:
+        key = (target.kind, target.namespace, target.name)
+        is_wanted = (target.kind, target.name) in wanted
+        if target.policy != policy.name:
+            if is_wanted:
+                current.setdefault(key, target)
+            continue
+        if (
+            not is_wanted
+            or target.namespace not in namespaces
+            or not policy.selector.matches(namespaces[target.namespace])
+        ):
+            if target.namespace in namespaces or not is_wanted:
+                actions[key] = "delete"
+            continue
+        current[key] = target
+    for namespace in matched:
+        for (kind, name), wanted_hash in wanted.items():
+            key = (kind, namespace, name)
+            found = current.get(key)
+            if found is None:
+                actions[key] = "apply"
+            elif found.policy != policy.name:
+                actions[key] = "conflict"
+            elif found.data_hash != wanted_hash:
+                actions[key] = "apply"
+    return matched, actions
 
 
 def plan_targets(
@@ -214,39 +381,12 @@ def plan_targets(
     owned: Iterable[Target],
     wanted_hash: str,
 ) -> tuple[list[str], dict[tuple[str, str], Action]]:
-    """Decide per target: ``apply`` (missing or different), ``delete`` (no longer selected), ``conflict``.
-
-    ``namespaces`` maps each active (not Terminating) namespace to its labels. Returns the matched
-    namespaces and the actions; a target that is already correct gets no action, so a steady state
-    writes nothing. A ConfigMap carrying our label for another policy is a ``conflict``; one without our
-    label never reaches here and is checked by the handler before the first write.
-    """
-    matched = sorted(ns for ns, labels in namespaces.items() if policy.selector.matches(labels))
-    by_namespace: dict[str, Target] = {}
-    actions: dict[tuple[str, str], Action] = {}
-    for target in owned:
-        if target.policy != policy.name:
-            if target.name == policy.target_name:
-                by_namespace.setdefault(target.namespace, target)
-            continue
-        if (
-            target.name != policy.target_name
-            or target.namespace not in namespaces
-            or not policy.selector.matches(namespaces[target.namespace])
-        ):
-            if target.namespace in namespaces or target.name != policy.target_name:
-                actions[(target.namespace, target.name)] = "delete"
-            continue
-        by_namespace[target.namespace] = target
-    for namespace in matched:
-        current = by_namespace.get(namespace)
-        if current is None:
-            actions[(namespace, policy.target_name)] = "apply"
-        elif current.policy != policy.name:
-            actions[(namespace, policy.target_name)] = "conflict"
-        elif current.data_hash != wanted_hash:
-            actions[(namespace, policy.target_name)] = "apply"
-    return matched, actions
+    """:func:`plan_objects` for the policy's ConfigMap alone, keyed by (namespace, name)."""
+    configmaps = [target for target in owned if target.kind == CONFIGMAP]
+    matched, actions = plan_objects(
+        policy, namespaces, configmaps, {(CONFIGMAP, policy.target_name): wanted_hash}
+    )
+    return matched, {(namespace, name): action for (_, namespace, name), action in actions.items()}
 
 
 def published_kids(projection: Projection) -> list[dict[str, Any]]:

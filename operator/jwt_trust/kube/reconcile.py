@@ -25,20 +25,25 @@ from .discovery_documents import configuration_url, jwks_url, normalise_base_url
 from .errors import NotReady
 from .issuers import ExternalJWKS, IssuerSpec, Step, iso, secret_name, status_keys
 from .policies import (
+    CONFIGMAP,
     HASH_ANNOTATION,
     MANAGED_BY,
     MANAGED_BY_VALUE,
     POLICY_LABEL,
+    REQUEST_AUTHENTICATION,
     Action,
+    ObjectKey,
     PolicySpec,
     Projection,
     Revision,
     Target,
     next_revision,
-    plan_targets,
+    object_hash,
+    plan_objects,
     project,
     published_kids,
     too_large,
+    wanted_objects,
 )
 
 GROUP, VERSION = "jwt-trust.dev", "v1alpha1"
@@ -58,6 +63,15 @@ DISCOVERY_UNCONFIGURED = (
 # key as soon as they see the status that lists it, and nothing pokes the operator when they do.
 DISCOVERY_POLL_SECONDS = 2.0
 NOT_OURS_REASONS = ("TargetNotOwned", "TargetOwnedByAnotherPolicy")
+# Where each kind of target object lives: (apiVersion, resource).
+TARGET_APIS = {
+    CONFIGMAP: ("v1", "configmaps"),
+    REQUEST_AUTHENTICATION: ("security.istio.io/v1", "requestauthentications"),
+}
+# What the operator knows of a consumer kind's API: it serves the kind and the operator watches it, the
+# API server does not serve it (its CRD is not installed), or this operator was not enabled for it.
+SERVED, MISSING, DISABLED = "served", "missing", "disabled"
+HELM_VALUES = {REQUEST_AUTHENTICATION: "consumers.istio.enabled"}
 
 Event = tuple[str, str, str]
 """An Event to report: (type, reason, message)."""
@@ -464,7 +478,24 @@ class PolicyWrites:
     revision: Revision
     data: dict[str, str]
     matched: list[str]
-    actions: dict[tuple[str, str], Action]
+    actions: dict[ObjectKey, Action]
+    objects: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (kind, name): content
+    unwritable: dict[ObjectKey, tuple[str, str]] = field(default_factory=dict)  # not even tried: why
+
+
+def unserved(kind: str, namespace: str, name: str, api: str) -> tuple[str, str]:
+    """Why a consumer object cannot be written when its kind is not served or not enabled."""
+    where = f"{kind} {namespace}/{name}"
+    if api == MISSING:
+        group_version, resource = TARGET_APIS[kind]
+        return (
+            "ConsumerCRDMissing",
+            f"{where}: the API server does not serve {resource}.{group_version} (is its CRD installed?)",
+        )
+    return (
+        "ConsumerDisabled",
+        f"{where}: this operator does not manage {kind}s (Helm value {HELM_VALUES.get(kind, kind)})",
+    )
 
 
 def policy_writes(
@@ -476,11 +507,15 @@ def policy_writes(
     targets: Iterable[Target],
     written: Revision | None,
     now: int,
+    apis: Mapping[str, str] | None = None,
 ) -> PolicyWrites:
     """The content and the per-target actions; NotReady when the content cannot be written at all.
 
-    ``namespaces``: every active namespace and its labels; ``written``: the revision this process
-    wrote last (the cached status may not show it yet).
+    ``namespaces``: every active namespace and its labels; ``targets``: every object of ours the caches
+    hold (ConfigMaps and consumer objects, any policy's); ``written``: the revision this process wrote
+    last (the cached status may not show it yet); ``apis``: per consumer kind, SERVED, MISSING or
+    DISABLED (a kind left out is DISABLED). A consumer object of a kind that is not served is not
+    written but reported as unwritable, which holds rotation back like a failed write.
     """
     projection = project(spec, issuers, now)
     status = body.get("status") or {}
@@ -491,8 +526,37 @@ def policy_writes(
         raise NotReady(
             "ProjectionTooLarge", "the projected ConfigMap would exceed 1 MiB; nothing was written"
         )
-    matched, actions = plan_targets(spec, namespaces, targets, content_hash(data))
-    return PolicyWrites(projection, revision, data, matched, actions)
+    objects = wanted_objects(spec, projection, data)
+    wanted = {key: object_hash(content) for key, content in objects.items()}
+    matched, actions = plan_objects(spec, namespaces, targets, wanted)
+    states = {CONFIGMAP: SERVED, **(apis or {})}
+    unwritable: dict[ObjectKey, tuple[str, str]] = {}
+    for key, action in list(actions.items()):
+        api = states.get(key[0], DISABLED)
+        if action == "apply" and api != SERVED:
+            unwritable[key] = unserved(*key, api)
+            del actions[key]
+    return PolicyWrites(projection, revision, data, matched, actions, objects, unwritable)
+
+
+def target_manifest(policy: Mapping[str, Any], key: ObjectKey, content: Mapping[str, Any]) -> dict[str, Any]:
+    """The object to apply for one target: labelled for our caches, owned by the policy (the garbage
+    collector cleans up even if the operator is gone), its content in ``data`` or ``spec``."""
+    kind, namespace, name = key
+    if kind == CONFIGMAP:
+        return configmap_manifest(policy, namespace, name, content)
+    meta = policy["metadata"]
+    return {
+        "apiVersion": TARGET_APIS[kind][0],
+        "kind": kind,
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {MANAGED_BY: MANAGED_BY_VALUE, POLICY_LABEL: meta["name"]},
+            "ownerReferences": [_owner("TrustPolicy", meta)],
+        },
+        "spec": dict(content),
+    }
 
 
 def configmap_manifest(
@@ -538,60 +602,74 @@ class PolicyOutcome:
     events: tuple[Event, ...] = ()
     retry: bool = False  # some writes failed: try again after the backoff
     synced: int = 0
-    failures: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    failures: Mapping[ObjectKey, tuple[str, str]] = field(default_factory=dict)
+
+    def failed(self, kind: str) -> int:
+        """How many target objects of ``kind`` do not hold the content (the failed-targets metric)."""
+        return sum(1 for key in self.failures if key[0] == kind)
 
 
 def policy_outcome(
     body: Mapping[str, Any],
     spec: PolicySpec,
     writes: PolicyWrites,
-    failed: Mapping[str, tuple[str, str]],
+    failed: Mapping[ObjectKey, tuple[str, str]],
     now: int,
 ) -> PolicyOutcome:
-    """The status and Events once the writes were tried; ``failed``: per namespace, why its write failed.
+    """The status and Events once the writes were tried; ``failed``: per target object, why its write
+    failed (the ConfigMap and every consumer object alike).
 
     Targets owned by someone else (not ours, or another policy's) never had our keys, so they do not
-    hold rotation back; every other failure does, and is retried.
+    hold rotation back; every other failure does (an object whose kind is not served included), and
+    is retried.
     """
-    failures = dict(failed)
-    for (namespace, _), action in writes.actions.items():
+    failures: dict[ObjectKey, tuple[str, str]] = {**writes.unwritable, **failed}
+    for (kind, namespace, name), action in writes.actions.items():
         if action == "conflict":
-            failures[namespace] = (
+            failures[(kind, namespace, name)] = (
                 "TargetOwnedByAnotherPolicy",
-                f"ConfigMap {namespace}/{spec.target_name} belongs to another TrustPolicy; left alone",
+                f"{kind} {namespace}/{name} belongs to another TrustPolicy; left alone",
             )
     status = owned_status(body)
     generation = (body.get("metadata") or {}).get("generation")
     matched = writes.matched
-    synced = [ns for ns in matched if ns not in failures]
+    failed_namespaces = {namespace for _, namespace, _ in failures}
+    synced = [ns for ns in matched if ns not in failed_namespaces]
     write_failed = any(
-        ns in matched and reason not in NOT_OURS_REASONS for ns, (reason, _) in failures.items()
+        ns in matched and reason not in NOT_OURS_REASONS for (_, ns, _), (reason, _) in failures.items()
     )
+    ordered = sorted(failures.items(), key=lambda item: (item[0][1], item[0][0], item[0][2]))
     events: list[Event] = []
     if writes.projection.missing_issuers:
         ok, reason = False, "IssuerNotFound"
         message = f"Issuers not found: {', '.join(writes.projection.missing_issuers)}"
     elif failures:
-        first = sorted(failures.items())[0][1]
+        first = ordered[0][1]
         ok, reason = False, first[0]
-        message = f"{len(failures)} of {len(matched)} namespaces not synced; first: {first[1]}"
+        message = f"{len(failed_namespaces)} of {len(matched)} namespaces not synced; first: {first[1]}"
     else:
         ok, reason = True, "Synced"
         message = f"{len(synced)} namespaces hold revision {writes.revision[0]}"
     if not ok:
         events.append(("Warning", reason, message))
-    events += [("Warning", r, m) for _, (r, m) in sorted(failures.items())[:FAILED_REPORTED]]
+    events += [("Warning", r, m) for _, (r, m) in ordered[:FAILED_REPORTED]]
     new_status: dict[str, Any] = {
         "observedGeneration": generation,
         "conditions": [ready_condition(ok, reason, message, generation=generation, previous=status, now=now)],
         "matchedNamespaces": len(matched),
         "syncedNamespaces": len(synced),
         "failedNamespaces": [
-            {"namespace": ns, "reason": r, "message": m}
-            for ns, (r, m) in sorted(failures.items())[:FAILED_LISTED]
+            {"namespace": ns, "kind": kind, "name": name, "reason": r, "message": m}
+            for (kind, ns, name), (r, m) in ordered[:FAILED_LISTED]
         ],
         "revision": writes.revision[0],
         "contentHash": writes.projection.unhashed,
         "publishedKeys": published_keys(writes.projection, status.get("publishedKeys") or (), write_failed),
     }
-    return PolicyOutcome(new_status, tuple(events), retry=write_failed, synced=len(synced), failures=failures)
+    return PolicyOutcome(
+        new_status,
+        tuple(events),
+        retry=write_failed,
+        synced=len(synced),
+        failures=failures,
+    )

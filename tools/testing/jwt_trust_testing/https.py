@@ -43,13 +43,14 @@ class Server:
     hits: dict[str, int]
 
 
-def certificates(common_name: str = "127.0.0.1") -> tuple[bytes, bytes, bytes]:
-    """A fresh CA and a server certificate for 127.0.0.1 (subject CN ``common_name``) signed by it, and
-    the server's private key: ``(ca_pem, cert_pem, key_pem)``."""
-    return _certificates(common_name)
-
-
-def _certificates(common_name: str = "127.0.0.1") -> tuple[bytes, bytes, bytes]:
+def certificates(
+    common_name: str = "127.0.0.1",
+    *,
+    dns_names: tuple[str, ...] = (),
+    addresses: tuple[str, ...] = ("127.0.0.1",),
+) -> tuple[bytes, bytes, bytes]:
+    """A fresh CA and a server certificate for ``addresses`` and ``dns_names`` (subject CN
+    ``common_name``) signed by it, and the server's private key: ``(ca_pem, cert_pem, key_pem)``."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jwt-trust test CA")])
@@ -74,7 +75,11 @@ def _certificates(common_name: str = "127.0.0.1") -> tuple[bytes, bytes, bytes]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+            x509.SubjectAlternativeName(
+                [x509.DNSName(name) for name in dns_names]
+                + [x509.IPAddress(ipaddress.ip_address(address)) for address in addresses]
+            ),
+            critical=False,
         )
         .sign(ca_key, hashes.SHA256())
     )
@@ -85,7 +90,7 @@ def _certificates(common_name: str = "127.0.0.1") -> tuple[bytes, bytes, bytes]:
 
 @contextmanager
 def serve_https(routes: dict[str, Route]) -> Iterator[Server]:
-    ca_pem, cert_pem, key_pem = _certificates()
+    ca_pem, cert_pem, key_pem = certificates()
     hits: dict[str, int] = {}
 
     class Handler(BaseHTTPRequestHandler):

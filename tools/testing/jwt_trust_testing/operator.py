@@ -19,6 +19,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .chart import render_rbac
 from .cluster import ControlPlane, ControlPlaneError, _free_ports, find_repo_root
@@ -142,9 +143,10 @@ class OperatorProcess:
             self.kill()
 
 
-def chart_rbac(plane: ControlPlane, namespace: str = NAMESPACE) -> str:
-    """The operator's ServiceAccount and RBAC objects exactly as the Helm chart renders them."""
-    return render_rbac(plane.bin_dir / "helm", namespace, SERVICE_ACCOUNT)
+def chart_rbac(plane: ControlPlane, namespace: str = NAMESPACE, values: dict[str, Any] | None = None) -> str:
+    """The operator's ServiceAccount and RBAC objects exactly as the Helm chart renders them (with
+    ``values``, for example the consumers a test enables)."""
+    return render_rbac(plane.bin_dir / "helm", namespace, SERVICE_ACCOUNT, values)
 
 
 def dev_operator_up(state_dir: Path) -> OperatorProcess:
